@@ -1,0 +1,140 @@
+"""HostPaths: the one place that knows where host files live, relative to a host root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Where the DaemonSet mounts the host; the CLI defaults to "/" for a process running on the node.
+CONTAINER_HOST_ROOT = "/host"
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Host locations under ``root``: "/" on the node, "/host" in the container, a tmp dir in tests.
+
+    Nothing else in the agent spells a host path; ask this object instead.
+    """
+
+    root: Path
+    state_dir_name: str = "var/lib/intel-gpu-driver"
+    firmware_dir_name: str = "var/lib/firmware"
+
+    def host(self, path: str) -> Path:
+        """A host path (absolute, as seen on the node) mapped under the root."""
+        return self.root / path.lstrip("/")
+
+    # --- procfs -------------------------------------------------------------------------------
+    @property
+    def proc(self) -> Path:
+        return self.root / "proc"
+
+    @property
+    def proc_kernel_release(self) -> Path:
+        """The host kernel's release: procfs is the host's even where uname would be the container's."""
+        return self.proc / "sys/kernel/osrelease"
+
+    @property
+    def proc_version(self) -> Path:
+        return self.proc / "version"
+
+    @property
+    def proc_version_signature(self) -> Path:
+        """Ubuntu's "Ubuntu 5.15.0-135.146-generic 5.15.178"; absent elsewhere."""
+        return self.proc / "version_signature"
+
+    @property
+    def proc_modules(self) -> Path:
+        return self.proc / "modules"
+
+    @property
+    def proc_cmdline(self) -> Path:
+        return self.proc / "cmdline"
+
+    # --- sysfs --------------------------------------------------------------------------------
+    @property
+    def sys(self) -> Path:
+        return self.root / "sys"
+
+    @property
+    def pci_devices(self) -> Path:
+        return self.sys / "bus/pci/devices"
+
+    @property
+    def sys_module(self) -> Path:
+        return self.sys / "module"
+
+    def module_dir(self, name: str) -> Path:
+        """/sys/module/<name>; module names use underscores in sysfs."""
+        return self.sys_module / name.replace("-", "_")
+
+    @property
+    def firmware_class_path(self) -> Path:
+        """The kernel's extra firmware search path (may be a bind-mounted single file in a pod)."""
+        return self.sys_module / "firmware_class/parameters/path"
+
+    @property
+    def lockdown(self) -> Path:
+        return self.sys / "kernel/security/lockdown"
+
+    @property
+    def efivars(self) -> Path:
+        return self.sys / "firmware/efi/efivars"
+
+    @property
+    def sig_enforce(self) -> Path:
+        return self.sys_module / "module/parameters/sig_enforce"
+
+    # --- /etc, /lib, /var, /dev ---------------------------------------------------------------
+    @property
+    def os_release(self) -> Path:
+        """The host's os-release: /etc/os-release, falling back to /usr/lib/os-release."""
+        etc = self.root / "etc/os-release"
+        return etc if etc.exists() else self.root / "usr/lib/os-release"
+
+    @property
+    def lib_modules(self) -> Path:
+        return self.root / "lib/modules"
+
+    def kernel_modules_dir(self, kernel: str) -> Path:
+        return self.lib_modules / kernel
+
+    def kernel_headers_dir(self, kernel: str) -> Path:
+        """/lib/modules/<kver>/build: the headers kbuild needs."""
+        return self.kernel_modules_dir(kernel) / "build"
+
+    @property
+    def lib_firmware(self) -> Path:
+        return self.root / "lib/firmware"
+
+    @property
+    def lib_firmware_updates(self) -> Path:
+        """Searched by default before /lib/firmware: needs no firmware path change."""
+        return self.lib_firmware / "updates"
+
+    @property
+    def firmware_dir(self) -> Path:
+        """Where the agent places firmware when it may set the firmware path (/var/lib/firmware)."""
+        return self.root / self.firmware_dir_name
+
+    def as_host_path(self, path: Path) -> str:
+        """The node's own spelling of a path under the root (what the kernel must be told)."""
+        relative = path.relative_to(self.root).as_posix()
+        return "/" if relative == "." else "/" + relative
+
+    @property
+    def state_dir(self) -> Path:
+        """The agent's own folder on the host: journal, build cache, downloads."""
+        return self.root / self.state_dir_name
+
+    @property
+    def dev_dri(self) -> Path:
+        return self.root / "dev/dri"
+
+    @property
+    def dev(self) -> Path:
+        return self.root / "dev"
+
+    @property
+    def run_udev(self) -> Path:
+        return self.root / "run/udev"
