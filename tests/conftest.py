@@ -29,7 +29,7 @@ def _no_unexpected_commands(request: pytest.FixtureRequest, monkeypatch: pytest.
         def refuse(argv: object, *args: object, **kwargs: object) -> None:
             raise AssertionError(f"unexpected real command in a unit test: {argv!r}")
 
-        monkeypatch.setattr(runner_module.subprocess, "Popen", refuse)
+        monkeypatch.setattr(runner_module, "popen", refuse)
     yield
 
 

@@ -20,6 +20,9 @@ log = structlog.get_logger(__name__)
 
 TAIL_LINES = 20
 
+# Tests replace this to catch real commands started by unit tests.
+popen = subprocess.Popen
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -72,7 +75,7 @@ class Runner:
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         log_handle = log_file.open("a", encoding="utf-8") if log_file else None
         try:
-            proc = subprocess.Popen(
+            proc = popen(
                 args,
                 cwd=cwd,
                 env=full_env,
