@@ -1,0 +1,1 @@
+"""Driver recipes: one TOML per driver release, loaded and validated into frozen dataclasses."""

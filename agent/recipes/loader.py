@@ -1,0 +1,298 @@
+"""Reading recipe files: strict validation with errors that name the file, the key and the problem."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.errors import RecipeError, UsageError
+from agent.recipes.model import Archive, FirmwareFile, ModuleFile, Recipe, ValidatedKernel
+
+SCHEMA = 1
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DEVICE_ID = re.compile(r"^[0-9a-f]{4}$")
+MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+STREAMS = ("lts", "rolling", "test")
+OSES = ("ubuntu", "vanilla", "debian", "rhel", "sles")
+# The folder the shipped recipes live in, relative to the checkout or the installed package's parent.
+RELEASES_DIR = Path(__file__).resolve().parents[2] / "build" / "releases"
+
+T = TypeVar("T")
+
+
+class _Table:
+    """A TOML table being read: tracks the keys used so unknown keys can be reported."""
+
+    def __init__(self, file: Path, prefix: str, data: dict[str, Any]) -> None:
+        self.file = file
+        self.prefix = prefix
+        self.data = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def fail(self, name: str, problem: str) -> RecipeError:
+        return RecipeError(str(self.file), self.key(name), problem)
+
+    def get(self, name: str, kind: type[T], default: T | None = None) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            if default is None:
+                raise self.fail(name, "missing")
+            return default
+        value = self.data[name]
+        # bool is an int in Python; a recipe saying `bytes = true` is still wrong.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(name, f"expected {_kind_name(kind)}, got {_kind_name(type(value))} {value!r}")
+        return value
+
+    def strings(self, name: str, default: list[str] | None = None) -> tuple[str, ...]:
+        values = self.get(name, list, default)
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise self.fail(f"{name}[{i}]", f"expected a string, got {_kind_name(type(value))} {value!r}")
+        return tuple(values)
+
+    def table(self, name: str, default: dict[str, Any] | None = None) -> _Table:
+        return _Table(self.file, f"{self.key(name)}.", self.get(name, dict, default))
+
+    def tables(self, name: str, default: list[Any] | None = None) -> list[_Table]:
+        items = self.get(name, list, default)
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.fail(f"{name}[{i}]", f"expected a table, got {_kind_name(type(item))}")
+            out.append(_Table(self.file, f"{self.key(name)}[{i}].", item))
+        return out
+
+    def sha256(self, name: str, *, allow_empty: bool = False) -> str:
+        value = self.get(name, str)
+        if allow_empty and value == "":
+            return value
+        if not SHA256.match(value):
+            raise self.fail(name, f"not a sha256 (64 lower-case hex digits): {value!r}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key" + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""))
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", list: "a list", dict: "a table", bool: "true/false"}.get(
+        kind, kind.__name__
+    )
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Load and validate one recipe file; raise ``RecipeError`` naming the key at fault."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise RecipeError(str(path), "(file)", f"cannot read: {e.strerror or e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(str(path), "(syntax)", str(e)) from e
+    top = _Table(path, "", data)
+    schema = top.get("schema", int)
+    if schema != SCHEMA:
+        raise top.fail("schema", f"unsupported schema {schema}, this agent reads schema {SCHEMA}")
+    name = top.get("name", str)
+    if not RECIPE_NAME.match(name):
+        raise top.fail("name", f"only letters, digits, '.', '-' and '_' are allowed: {name!r}")
+    stream = top.get("stream", str)
+    if stream not in STREAMS:
+        raise top.fail("stream", f"must be one of {', '.join(STREAMS)}, got {stream!r}")
+
+    source = _archive(top.table("source"), firmware=False)
+    fw = top.table("firmware")
+    firmware_tag = fw.get("tag", str)
+    firmware_files = tuple(_firmware_file(t) for t in fw.tables("files", []))
+    firmware = _archive(fw, firmware=True)
+
+    build = top.table("build")
+    env = build.table("env", {})
+    build_env = tuple((k, env.get(k, str)) for k in sorted(env.data))
+    env.done()
+    steps = []
+    for i, step in enumerate(build.get("steps", list)):
+        if not isinstance(step, list) or not step or not all(isinstance(a, str) for a in step):
+            raise build.fail(f"steps[{i}]", "each step must be a non-empty list of strings (an argv)")
+        steps.append(tuple(step))
+    if not steps:
+        raise build.fail("steps", "at least one build step is needed")
+    build.done()
+
+    modules = top.table("modules")
+    main = modules.get("main", str)
+    files = tuple(_module_file(t) for t in modules.tables("files"))
+    names = {f.name.replace("-", "_") for f in files}
+    load_order = modules.strings("load_order")
+    for module in (main, *load_order):
+        if module.replace("-", "_") not in names:
+            raise modules.fail("load_order" if module != main else "main", f"{module!r} is not in modules.files")
+    params = modules.table("parameters", {})
+    parameters = []
+    for module in sorted(params.data):
+        table = params.table(module)
+        parameters.append((module, tuple((k, _param_value(table, k)) for k in sorted(table.data))))
+        table.done()
+    params.done()
+    recipe_modules = (
+        main,
+        modules.get("version_marker", str, "backported"),
+        load_order,
+        modules.strings("replaces", []),
+        modules.strings("after", []),
+        tuple(parameters),
+        files,
+    )
+    modules.done()
+
+    support = top.table("support")
+    platforms = support.strings("platforms")
+    device_ids = support.strings("device_ids")
+    for i, device in enumerate(device_ids):
+        if not DEVICE_ID.match(device):
+            raise support.fail(f"device_ids[{i}]", f"not a 4-digit lower-case hex PCI device ID: {device!r}")
+    flavours = support.strings("ubuntu_flavours", ["generic"])
+    kernels = tuple(_kernel(t) for t in support.tables("kernels"))
+    support.done()
+
+    recipe = Recipe(
+        path=path,
+        name=name,
+        title=top.get("title", str),
+        stream=stream,
+        driver_tag=top.get("driver_tag", str),
+        released=top.get("released", str),
+        source=source,
+        firmware=firmware,
+        firmware_tag=firmware_tag,
+        firmware_files=firmware_files,
+        build_env=build_env,
+        build_steps=tuple(steps),
+        main_module=recipe_modules[0],
+        version_marker=recipe_modules[1],
+        load_order=recipe_modules[2],
+        replaces=recipe_modules[3],
+        after=recipe_modules[4],
+        parameters=recipe_modules[5],
+        module_files=recipe_modules[6],
+        platforms=platforms,
+        device_ids=frozenset(device_ids),
+        ubuntu_flavours=flavours,
+        kernels=kernels,
+    )
+    top.done()
+    return recipe
+
+
+def _archive(table: _Table, *, firmware: bool) -> Archive:
+    url = table.get("url", str)
+    remote = url.startswith(("https://", "http://"))
+    if url.startswith("http://"):
+        raise table.fail("url", "plain http is not allowed; use https")
+    archive = Archive(
+        url=url,
+        # A local folder (test recipes) has no single checksum; every remote input is pinned.
+        sha256=table.sha256("sha256", allow_empty=not remote),
+        top_folder=table.get("top_folder", str, ""),
+        subdir=table.get("subdir", str, "") if firmware else "",
+    )
+    if not firmware:
+        table.done()
+    return archive
+
+
+def _firmware_file(table: _Table) -> FirmwareFile:
+    name = table.get("name", str)
+    if name.startswith("/") or ".." in name.split("/"):
+        raise table.fail("name", f"must be a relative path inside the firmware folder: {name!r}")
+    size = table.get("bytes", int)
+    if size <= 0:
+        raise table.fail("bytes", f"must be positive, got {size}")
+    item = FirmwareFile(name=name, sha256=table.sha256("sha256"), bytes=size, platforms=table.strings("platforms", []))
+    table.done()
+    return item
+
+
+def _module_file(table: _Table) -> ModuleFile:
+    name = table.get("name", str)
+    if not MODULE_NAME.match(name):
+        raise table.fail("name", f"not a module name: {name!r}")
+    path = table.get("path", str)
+    if not re.search(r"\.ko(\.xz|\.zst|\.gz)?$", path) or path.startswith("/") or ".." in path.split("/"):
+        raise table.fail("path", f"must be a relative path to a .ko (or .ko.xz/.ko.zst) file: {path!r}")
+    item = ModuleFile(name=name, path=path, optional=table.get("optional", bool, False))
+    table.done()
+    return item
+
+
+def _kernel(table: _Table) -> ValidatedKernel:
+    os_name = table.get("os", str)
+    if os_name not in OSES:
+        raise table.fail("os", f"must be one of {', '.join(OSES)}, got {os_name!r}")
+    kernel = table.get("kernel", str)
+    if not re.match(r"^\d+\.\d+(\.\d+)?([-.][0-9A-Za-z.]+)*$", kernel):
+        raise table.fail("kernel", f"not a kernel version: {kernel!r}")
+    item = ValidatedKernel(
+        os=os_name,
+        os_version=table.get("os_version", str, ""),
+        variant=table.get("variant", str, ""),
+        kernel=kernel,
+    )
+    table.done()
+    return item
+
+
+def _param_value(table: _Table, key: str) -> str:
+    table.used.add(key)
+    value = table.data[key]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise table.fail(key, f"module parameters are strings or integers, got {value!r}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RecipeSet:
+    """Every recipe found, and the errors of those that failed to load (one does not hide the others)."""
+
+    recipes: tuple[Recipe, ...]
+    errors: tuple[RecipeError, ...]
+
+    def by_name(self, name: str) -> Recipe:
+        for recipe in self.recipes:
+            if recipe.name == name:
+                return recipe
+        for error in self.errors:
+            if Path(error.path).stem == name:
+                raise error
+        known = ", ".join(r.name for r in self.recipes) or "none"
+        raise UsageError(f"no recipe named {name!r} (known: {known})")
+
+
+def load_recipes(folders: Iterable[Path] = (RELEASES_DIR,)) -> RecipeSet:
+    """Load every ``*.toml`` in ``folders``; broken files are reported, not fatal to the others."""
+    recipes: list[Recipe] = []
+    errors: list[RecipeError] = []
+    for folder in folders:
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                recipes.append(load_recipe(path))
+            except RecipeError as e:
+                errors.append(e)
+    return RecipeSet(tuple(recipes), tuple(errors))
+
+
+def select_recipe(spec: str, folders: Iterable[Path] = (RELEASES_DIR,)) -> Recipe:
+    """A recipe by name (among the shipped ones) or by path to a TOML file."""
+    if spec.endswith(".toml") or "/" in spec:
+        return load_recipe(Path(spec))
+    return load_recipes(folders).by_name(spec)
