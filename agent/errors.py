@@ -97,7 +97,7 @@ class CommandError(AgentError):
         self.timed_out = timed_out
 
 
-class StopRequested(AgentError):
+class StopRequestedError(AgentError):
     """The agent was asked to stop (SIGTERM/SIGINT) while a long step ran."""
 
     exit_code = 4

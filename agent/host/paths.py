@@ -138,3 +138,17 @@ class HostPaths:
     @property
     def run_udev(self) -> Path:
         return self.root / "run/udev"
+
+    def resolve(self, path: Path) -> Path:
+        """Follow symlinks inside the host root: an absolute link target means the host's, not ours.
+
+        /lib/modules/<kver>/build points at /usr/src/linux-headers-<kver> on the node; under /host
+        that must become /host/usr/src/..., which Path.resolve() would get wrong.
+        """
+        current = path
+        for _ in range(40):
+            if not current.is_symlink():
+                return current
+            target = Path(current.readlink())
+            current = self.root / str(target).lstrip("/") if target.is_absolute() else current.parent / target
+        return current

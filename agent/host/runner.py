@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,11 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
+from agent.errors import CommandError, StopRequestedError
+from agent.logs import get_logger
 
-from agent.errors import CommandError, StopRequested
-
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TAIL_LINES = 20
 
@@ -91,9 +91,7 @@ class Runner:
                 log_handle.close()
             raise CommandError(args, 127, f"{args[0]}: command not found") from e
         timed_out = threading.Event()
-        watchdog = threading.Thread(
-            target=self._watch, args=(proc, started + timeout, timed_out), daemon=True
-        )
+        watchdog = threading.Thread(target=self._watch, args=(proc, started + timeout, timed_out), daemon=True)
         watchdog.start()
         try:
             assert proc.stdout is not None
@@ -116,7 +114,7 @@ class Runner:
         watchdog.join()
         seconds = time.monotonic() - started
         if self._stop.is_set() and proc.returncode != 0:
-            raise StopRequested(f"stopped while running {' '.join(args)}")
+            raise StopRequestedError(f"stopped while running {' '.join(args)}")
         if timed_out.is_set():
             raise CommandError(args, proc.returncode, "\n".join(tail), timed_out=True)
         if check and proc.returncode != 0:
@@ -146,8 +144,6 @@ class Runner:
             except subprocess.TimeoutExpired:
                 continue
             # The leader is gone; children that ignored SIGTERM may still hold the group.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             return

@@ -116,55 +116,9 @@ def load_recipe(path: Path) -> Recipe:
     firmware_files = tuple(_firmware_file(t) for t in fw.tables("files", []))
     firmware = _archive(fw, firmware=True)
 
-    build = top.table("build")
-    env = build.table("env", {})
-    build_env = tuple((k, env.get(k, str)) for k in sorted(env.data))
-    env.done()
-    steps = []
-    for i, step in enumerate(build.get("steps", list)):
-        if not isinstance(step, list) or not step or not all(isinstance(a, str) for a in step):
-            raise build.fail(f"steps[{i}]", "each step must be a non-empty list of strings (an argv)")
-        steps.append(tuple(step))
-    if not steps:
-        raise build.fail("steps", "at least one build step is needed")
-    build.done()
-
-    modules = top.table("modules")
-    main = modules.get("main", str)
-    files = tuple(_module_file(t) for t in modules.tables("files"))
-    names = {f.name.replace("-", "_") for f in files}
-    load_order = modules.strings("load_order")
-    for module in (main, *load_order):
-        if module.replace("-", "_") not in names:
-            raise modules.fail("load_order" if module != main else "main", f"{module!r} is not in modules.files")
-    params = modules.table("parameters", {})
-    parameters = []
-    for module in sorted(params.data):
-        table = params.table(module)
-        parameters.append((module, tuple((k, _param_value(table, k)) for k in sorted(table.data))))
-        table.done()
-    params.done()
-    recipe_modules = (
-        main,
-        modules.get("version_marker", str, "backported"),
-        load_order,
-        modules.strings("replaces", []),
-        modules.strings("after", []),
-        tuple(parameters),
-        files,
-    )
-    modules.done()
-
-    support = top.table("support")
-    platforms = support.strings("platforms")
-    device_ids = support.strings("device_ids")
-    for i, device in enumerate(device_ids):
-        if not DEVICE_ID.match(device):
-            raise support.fail(f"device_ids[{i}]", f"not a 4-digit lower-case hex PCI device ID: {device!r}")
-    flavours = support.strings("ubuntu_flavours", ["generic"])
-    kernels = tuple(_kernel(t) for t in support.tables("kernels"))
-    support.done()
-
+    build_env, build_steps = _build(top.table("build"))
+    modules = _modules(top.table("modules"))
+    support = _support(top.table("support"))
     recipe = Recipe(
         path=path,
         name=name,
@@ -177,21 +131,71 @@ def load_recipe(path: Path) -> Recipe:
         firmware_tag=firmware_tag,
         firmware_files=firmware_files,
         build_env=build_env,
-        build_steps=tuple(steps),
-        main_module=recipe_modules[0],
-        version_marker=recipe_modules[1],
-        load_order=recipe_modules[2],
-        replaces=recipe_modules[3],
-        after=recipe_modules[4],
-        parameters=recipe_modules[5],
-        module_files=recipe_modules[6],
-        platforms=platforms,
-        device_ids=frozenset(device_ids),
-        ubuntu_flavours=flavours,
-        kernels=kernels,
+        build_steps=build_steps,
+        **modules,
+        **support,
     )
     top.done()
     return recipe
+
+
+def _build(build: _Table) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, ...], ...]]:
+    env = build.table("env", {})
+    build_env = tuple((k, env.get(k, str)) for k in sorted(env.data))
+    env.done()
+    steps = []
+    for i, step in enumerate(build.get("steps", list)):
+        if not isinstance(step, list) or not step or not all(isinstance(a, str) for a in step):
+            raise build.fail(f"steps[{i}]", "each step must be a non-empty list of strings (an argv)")
+        steps.append(tuple(step))
+    if not steps:
+        raise build.fail("steps", "at least one build step is needed")
+    build.done()
+    return build_env, tuple(steps)
+
+
+def _modules(modules: _Table) -> dict[str, Any]:
+    main = modules.get("main", str)
+    files = tuple(_module_file(t) for t in modules.tables("files"))
+    names = {f.name.replace("-", "_") for f in files}
+    load_order = modules.strings("load_order")
+    for module in (main, *load_order):
+        if module.replace("-", "_") not in names:
+            key = "main" if module == main else "load_order"
+            raise modules.fail(key, f"{module!r} is not in modules.files")
+    params = modules.table("parameters", {})
+    parameters = []
+    for module in sorted(params.data):
+        table = params.table(module)
+        parameters.append((module, tuple((k, _param_value(table, k)) for k in sorted(table.data))))
+        table.done()
+    params.done()
+    out = {
+        "main_module": main,
+        "version_marker": modules.get("version_marker", str, "backported"),
+        "load_order": load_order,
+        "replaces": modules.strings("replaces", []),
+        "after": modules.strings("after", []),
+        "parameters": tuple(parameters),
+        "module_files": files,
+    }
+    modules.done()
+    return out
+
+
+def _support(support: _Table) -> dict[str, Any]:
+    device_ids = support.strings("device_ids")
+    for i, device in enumerate(device_ids):
+        if not DEVICE_ID.match(device):
+            raise support.fail(f"device_ids[{i}]", f"not a 4-digit lower-case hex PCI device ID: {device!r}")
+    out = {
+        "platforms": support.strings("platforms"),
+        "device_ids": frozenset(device_ids),
+        "ubuntu_flavours": support.strings("ubuntu_flavours", ["generic"]),
+        "kernels": tuple(_kernel(t) for t in support.tables("kernels")),
+    }
+    support.done()
+    return out
 
 
 def _archive(table: _Table, *, firmware: bool) -> Archive:

@@ -1,0 +1,1 @@
+"""Discovery: what the node is (kernel, OS, GPUs, modules, security policy), as frozen facts."""

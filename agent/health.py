@@ -1,0 +1,90 @@
+"""The HTTP endpoint: /metrics, /healthz and /readyz on one address, started and stopped cleanly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from agent.metrics import Metrics
+
+CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Readiness:
+    """Whether the node is ready, and why not; shared by the daemon and the HTTP handler."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ready = False
+        self._reason = "starting"
+
+    def set(self, ready: bool, reason: str) -> None:
+        with self._lock:
+            self._ready = ready
+            self._reason = reason
+
+    def get(self) -> tuple[bool, str]:
+        with self._lock:
+            return self._ready, self._reason
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """ "host:port" or ":port" → (host, port); IPv6 as "[::1]:9480"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address must be HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - a pod serves its metrics port
+
+
+class HealthServer:
+    """A small threaded HTTP server; ``port`` is the bound port (useful with port 0 in tests)."""
+
+    def __init__(
+        self, address: str, metrics: Metrics, readiness: Readiness, alive: Callable[[], bool] = lambda: True
+    ) -> None:
+        host, port = parse_listen(address)
+        handler = _handler(metrics, readiness, alive)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(metrics: Metrics, readiness: Readiness, alive: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok = alive()
+                self._send(200 if ok else 500, b"ok\n" if ok else b"stuck\n")
+            elif path == "/readyz":
+                ready, reason = readiness.get()
+                self._send(200 if ready else 503, f"{'ready' if ready else 'not ready'}: {reason}\n".encode())
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+        def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Scrapes every few seconds would flood the log; stay quiet."""
+
+    return Handler

@@ -1,0 +1,132 @@
+"""The installed Debian kernel the VM boots: finding it and turning its bzImage into a bootable ELF."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# Environment variable naming the kernel release to test against (default: the newest installed).
+KERNEL_ENV = "VM_KERNEL"
+
+
+class KernelError(RuntimeError):
+    """The kernel the VM needs is missing or cannot be used."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One installed kernel: its release, its compressed image and its modules (and headers)."""
+
+    release: str
+    vmlinuz: Path
+    modules: Path
+
+    @property
+    def headers(self) -> Path:
+        """The kbuild folder out-of-tree modules build against (`make -C <headers> M=...`)."""
+        return self.modules / "build"
+
+
+def _version_key(release: str) -> list[tuple[int, str]]:
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", release) if part]
+
+
+def find_kernel(release: str | None = None, *, root: Path = Path("/")) -> Kernel:
+    """The kernel named by ``release`` (or $VM_KERNEL), else the newest with an image in /boot.
+
+    Never the running kernel's release: the machine running the tests is not the kernel under test.
+    """
+    wanted = release or os.environ.get(KERNEL_ENV) or None
+    modules_root = root / "lib/modules"
+    boot = root / "boot"
+    candidates = sorted(
+        (d.name for d in modules_root.iterdir() if (boot / f"vmlinuz-{d.name}").is_file())
+        if modules_root.is_dir()
+        else (),
+        key=_version_key,
+    )
+    if wanted is not None:
+        if wanted not in candidates:
+            raise KernelError(
+                f"kernel {wanted} is not installed with an image in {boot} and modules in {modules_root}; "
+                f"installed: {', '.join(candidates) or 'none'} (apt-get install linux-image-{wanted})"
+            )
+        chosen = wanted
+    elif candidates:
+        chosen = candidates[-1]
+    else:
+        raise KernelError(
+            f"no kernel with both {boot}/vmlinuz-* and {modules_root}/*: "
+            "apt-get install linux-image-amd64 linux-headers-amd64"
+        )
+    return Kernel(release=chosen, vmlinuz=boot / f"vmlinuz-{chosen}", modules=modules_root / chosen)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _decompress(payload: bytes) -> bytes:
+    """Decompress a bzImage payload by its magic bytes."""
+    if payload.startswith(b"\x1f\x8b"):
+        return gzip.decompress(payload)
+    if payload.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+    if payload.startswith(b"\x5d\x00\x00"):
+        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(payload)
+    if payload.startswith(b"BZh"):
+        return bz2.BZ2Decompressor().decompress(payload)
+    if payload.startswith(b"\x28\xb5\x2f\xfd"):
+        zstd = shutil.which("zstd")
+        if zstd is None:
+            raise KernelError("the kernel image is zstd-compressed: apt-get install zstd")
+        done = subprocess.run([zstd, "-d", "-c"], input=payload, capture_output=True, check=False)
+        # The payload carries a 4-byte size trailer after the frame: zstd reports it but decodes the frame.
+        if not done.stdout:
+            raise KernelError(f"zstd could not decompress the kernel image: {done.stderr.decode(errors='replace')}")
+        return done.stdout
+    raise KernelError(f"unknown kernel payload compression (magic {payload[:6].hex()})")
+
+
+def extract_vmlinux(vmlinuz: Path) -> bytes:
+    """The uncompressed ELF kernel inside a bzImage.
+
+    qemu boots an ELF vmlinux directly through PVH, which skips the self-decompression that costs
+    seconds under emulation. The bzImage setup header says where the compressed payload is.
+    """
+    image = vmlinuz.read_bytes()
+    if image[0x202:0x206] != b"HdrS":
+        raise KernelError(f"{vmlinuz} is not a bzImage (no HdrS setup header)")
+    setup_sects = image[0x1F1] or 4
+    payload_offset, payload_length = struct.unpack_from("<II", image, 0x248)
+    start = (setup_sects + 1) * 512 + payload_offset
+    elf = _decompress(image[start : start + payload_length])
+    if not elf.startswith(b"\x7fELF"):
+        raise KernelError(f"the payload of {vmlinuz} did not decompress to an ELF kernel")
+    return elf
+
+
+def cached_vmlinux(kernel: Kernel, cache: Path) -> Path:
+    """The ELF vmlinux of ``kernel`` in ``cache``, extracted once per image content."""
+    key = file_sha256(kernel.vmlinuz)[:16]
+    target = cache / f"vmlinux-{kernel.release}-{key}"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}")
+        temporary.write_bytes(extract_vmlinux(kernel.vmlinuz))
+        os.replace(temporary, target)
+    return target
