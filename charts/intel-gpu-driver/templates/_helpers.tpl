@@ -2,9 +2,9 @@
 
 {{- define "igd.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-driver" (.Release.Name | trunc 33 | trimSuffix "-") -}}
 {{- end -}}
 {{- end -}}
 
@@ -47,8 +47,10 @@ app.kubernetes.io/component: agent
 
 {{/* Port of a proxy URL ("http://proxy.acme.com:3128/", "proxy.acme.com:8080"), or "". */}}
 {{- define "igd.proxyPort" -}}
-{{- $hostPort := regexReplaceAll "^[a-zA-Z][a-zA-Z0-9+.-]*://" . "" | regexReplaceAll "^[^@]*@" "" | regexReplaceAll "/.*$" "" -}}
-{{- regexFind "[0-9]+$" (regexFind ":[0-9]+$" $hostPort) -}}
+{{- $hostPort := regexReplaceAll "^[a-zA-Z][a-zA-Z0-9+.-]*://" . "" -}}
+{{- $hostPort = regexReplaceAll "^[^@/]*@" $hostPort "" -}}
+{{- $hostPort = regexReplaceAll "/.*$" $hostPort "" -}}
+{{- trimPrefix ":" (regexFind ":[0-9]+$" $hostPort) -}}
 {{- end -}}
 
 {{/* Environment shared by the agent containers: proxies. */}}
