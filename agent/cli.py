@@ -148,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as e:
         return int(e.exit_code)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        click.echo("error: internal error (a bug in intel-gpu-agent): please report it with the trace above", err=True)
+        return 1
     return 0
 
 

@@ -158,7 +158,7 @@ def _judge_vanilla(kernel: KernelInfo, family: str, recipe: Recipe) -> tuple[str
     ref = same[0]
     ref_sublevel = int(ref.kernel.split("-")[0].split(".")[2]) if ref.kernel.count(".") >= 2 else 0
     if kernel.sublevel == ref_sublevel:
-        note = "" if ref.os == family else " (build-verified by Intel, not tested on hardware)"
+        note = " (build-verified by Intel, not tested on hardware)" if ref.os == "vanilla" else ""
         return (
             SUPPORTED,
             [f"kernel {kernel.describe()} is the {ref.series} kernel this release was validated on{note}"],
