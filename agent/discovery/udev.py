@@ -39,7 +39,7 @@ def udev_intel_display_devices() -> list[UdevPci]:
                 address=device.sys_name,
                 pci_id=pci_id,
                 pci_class=pci_class,
-                driver=device.driver or "",
+                driver=device.driver or device.properties.get("DRIVER") or "",
                 model=device.properties.get("ID_MODEL_FROM_DATABASE") or "",
             )
         )
