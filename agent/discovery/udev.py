@@ -32,6 +32,10 @@ def udev_intel_display_devices() -> list[UdevPci]:
     for device in context.list_devices(subsystem="pci"):
         pci_id = (device.properties.get("PCI_ID") or "").lower()
         pci_class = (device.properties.get("PCI_CLASS") or "").lower()
+        # Read every property before touching device.driver: libudev re-reads the device then and
+        # drops properties that came from the udev database (seen under umockdev).
+        driver_property = device.properties.get("DRIVER") or ""
+        model = device.properties.get("ID_MODEL_FROM_DATABASE") or ""
         if not pci_id.startswith("8086:") or not pci_class.zfill(6).startswith("03"):
             continue
         found.append(
@@ -39,8 +43,8 @@ def udev_intel_display_devices() -> list[UdevPci]:
                 address=device.sys_name,
                 pci_id=pci_id,
                 pci_class=pci_class,
-                driver=device.driver or device.properties.get("DRIVER") or "",
-                model=device.properties.get("ID_MODEL_FROM_DATABASE") or "",
+                driver=driver_property or device.driver or "",
+                model=model,
             )
         )
     return found
