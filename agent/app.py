@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.config import GlobalConfig
 from agent.discovery.node import NodeFacts, discover
-from agent.errors import RecipeError
-from agent.recipes.loader import RecipeSet, load_recipe, load_recipes
-from agent.recipes.model import Recipe
-from agent.support import UNSUPPORTED, Verdict, best, judge
+
+if TYPE_CHECKING:
+    from agent.errors import RecipeError
+    from agent.recipes.loader import RecipeSet
+    from agent.recipes.model import Recipe
+    from agent.support import Verdict
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class CheckResult:
 
     @property
     def supported(self) -> bool:
-        return self.chosen is not None and self.chosen.verdict != UNSUPPORTED
+        return self.chosen is not None and self.chosen.ok
 
 
 class App:
@@ -36,12 +39,16 @@ class App:
         self.host = config.host
 
     def recipes(self) -> RecipeSet:
+        from agent.recipes.loader import load_recipes
+
         return load_recipes([self.config.recipes_dir])
 
     def recipe(self, spec: str) -> Recipe:
         """A recipe by shipped name, or by path to a TOML file."""
         if spec.endswith(".toml") or "/" in spec:
             from pathlib import Path
+
+            from agent.recipes.loader import load_recipe
 
             return load_recipe(Path(spec))
         return self.recipes().by_name(spec)
@@ -51,6 +58,8 @@ class App:
 
     def check(self, recipe_spec: str | None = None) -> CheckResult:
         """Judge the node against one recipe, or every shipped recipe and pick the best."""
+        from agent.support import best, judge
+
         if recipe_spec:
             recipes: tuple[Recipe, ...] = (self.recipe(recipe_spec),)
             errors: tuple[RecipeError, ...] = ()

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.errors import UsageError
 from agent.host.paths import HostPaths
 from agent.logs import FORMATS, LEVELS
-from agent.recipes.loader import RELEASES_DIR
+from agent.recipes import RELEASES_DIR
 
 ENV_PREFIX = "INTEL_GPU_AGENT_"
 # Where images install the shipped recipes when the agent is not run from a checkout.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from agent.errors import HostReadError
@@ -30,6 +28,8 @@ def read_optional(path: Path) -> str | None:
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write through a temp file in the same folder, fsync, rename: readers see old or new, never half."""
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -51,6 +51,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, streamed."""
+    import hashlib
+
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import RecipeError, UsageError
+from agent.recipes import RELEASES_DIR
 from agent.recipes.model import Archive, FirmwareFile, ModuleFile, Recipe, ValidatedKernel
 
 SCHEMA = 1
@@ -19,8 +20,6 @@ MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 RECIPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 STREAMS = ("lts", "rolling", "test")
 OSES = ("ubuntu", "vanilla", "debian", "rhel", "sles")
-# The folder the shipped recipes live in, relative to the checkout or the installed package's parent.
-RELEASES_DIR = Path(__file__).resolve().parents[2] / "build" / "releases"
 
 T = TypeVar("T")
 
