@@ -79,6 +79,12 @@ class BuildError(AgentError):
     exit_code = 5
 
 
+class LoadError(AgentError):
+    """The driver did not load or verify on this kernel; the host was rolled back (permanent, exit 5)."""
+
+    exit_code = 5
+
+
 class CommandError(AgentError):
     """An external command failed: carries argv, exit code and the tail of its output."""
 

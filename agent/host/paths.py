@@ -136,6 +136,26 @@ class HostPaths:
         return self.root / "dev"
 
     @property
+    def dev_kmsg(self) -> Path:
+        """The kernel log as records with sequence numbers (read from a mark: "since the load")."""
+        return self.dev / "kmsg"
+
+    @property
+    def boot_id(self) -> Path:
+        """Changes on every boot: kernel state recorded in the journal is void after a reboot."""
+        return self.proc / "sys/kernel/random/boot_id"
+
+    @property
+    def firmware_backup_dir(self) -> Path:
+        """Where a host firmware file we had to overwrite is kept until undo restores it."""
+        return self.state_dir / "backup/firmware"
+
+    @property
+    def build_cache_dir(self) -> Path:
+        """Driver trees built on the node, per recipe and kernel: a restart never recompiles."""
+        return self.state_dir / "cache"
+
+    @property
     def run_udev(self) -> Path:
         return self.root / "run/udev"
 

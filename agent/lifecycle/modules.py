@@ -1,0 +1,177 @@
+"""Kernel modules: removing the in-tree ones the recipe replaces, modprobe from the tree, and undo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agent.discovery.modules import LoadedModule, loaded_modules
+from agent.errors import CommandError, LoadError, ModuleBusyError
+from agent.host.paths import HostPaths
+from agent.host.runner import Runner
+from agent.lifecycle.holders import Holder, find_holders
+from agent.lifecycle.journal import Change, Journal
+from agent.logs import get_logger
+from agent.recipes.model import Recipe
+from agent.tree import DriverTree
+
+log = get_logger(__name__)
+
+REMOVED = "module_removed"
+LOADED = "module_loaded"
+TIMEOUT = 120.0
+
+
+def norm(name: str) -> str:
+    """Module names as the kernel lists them (dashes become underscores)."""
+    return name.replace("-", "_")
+
+
+def load_sequence(recipe: Recipe) -> tuple[str, ...]:
+    """What to modprobe, in order: the recipe's load order, then the modules it loads afterwards."""
+    out: list[str] = []
+    for name in (*recipe.load_order, *recipe.after):
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def ours(tree: DriverTree) -> dict[str, str]:
+    """name → srcversion of every module in the tree (what "loaded from this tree" means)."""
+    return {norm(m.name): m.srcversion for m in tree.manifest.modules}
+
+
+class BusyError(ModuleBusyError):
+    """A module is in use; carries the holders so they can be exported."""
+
+    def __init__(self, module: str, holders: Sequence[Holder], doing: str) -> None:
+        names = "; ".join(h.describe() for h in holders) or "an unknown user (refcount > 0, no holder found)"
+        super().__init__(
+            f"cannot {doing} {module}: it is in use by {names}",
+            hint="stop those processes or pods (the agent never forces a module out) and it retries",
+        )
+        self.module = module
+        self.holders = tuple(holders)
+
+
+class Modules:
+    """modprobe/rmmod through the runner, reading /proc/modules and /sys/module through HostPaths."""
+
+    def __init__(self, *, host: HostPaths, runner: Runner, kernel: str) -> None:
+        self.host = host
+        self.runner = runner
+        self.kernel = kernel
+
+    def loaded(self) -> dict[str, LoadedModule]:
+        return loaded_modules(self.host)
+
+    def holders(self, module: str, driver_modules: Sequence[str]) -> tuple[Holder, ...]:
+        return find_holders(self.host, module, driver_modules)
+
+    # --- apply ------------------------------------------------------------------------------
+    def remove_replaced(self, journal: Journal, recipe: Recipe, tree: DriverTree) -> int:
+        """rmmod the loaded in-tree modules the recipe replaces, holders first; busy → ``BusyError``."""
+        mine = ours(tree)
+        wanted = [norm(m) for m in recipe.replaces]
+        removed = 0
+        while True:
+            loaded = self.loaded()
+            targets = [m for m in wanted if m in loaded and loaded[m].srcversion != mine.get(m, "\0")]
+            if not targets:
+                return removed
+            # A target held only by other targets waits for them; anything else holding it blocks.
+            free = [m for m in targets if not (set(loaded[m].holders) & set(targets))]
+            module = free[0] if free else targets[0]
+            info = loaded[module]
+            if info.holders or info.refcount > 0:
+                holders = self.holders(module, [*recipe.replaces, recipe.main_module])
+                raise BusyError(module, holders, "remove the in-tree")
+            with journal.change(
+                REMOVED, f"{REMOVED}:{module}", module=module, version=info.version, srcversion=info.srcversion
+            ):
+                self._rmmod(module, [*recipe.replaces, recipe.main_module], "remove the in-tree")
+            removed += 1
+            log.info("in_tree_module_removed", module=module)
+
+    def load(self, journal: Journal, tree: DriverTree, recipe: Recipe) -> int:
+        """modprobe each module of the load sequence from the tree, with its parameters. Returns loads made."""
+        mine = ours(tree)
+        made = 0
+        for module in load_sequence(recipe):
+            name = norm(module)
+            before = self.loaded()
+            current = before.get(name)
+            if current is not None:
+                if current.srcversion == mine.get(name):
+                    continue
+                raise LoadError(
+                    f"module {name} is loaded but is not the one in {tree.root} (srcversion {current.srcversion or '?'}"
+                    f", tree {mine.get(name, '?')}) and {recipe.name} does not replace it",
+                    hint="unload it (or add it to the recipe's replaces) and retry",
+                )
+            params = [f"{k}={v}" for k, v in sorted(recipe.module_parameters(module).items())]
+            argv = ["modprobe", "-d", str(tree.modules_base), "-S", tree.manifest.kernel, module, *params]
+            with journal.change(LOADED, f"{LOADED}:{name}", module=name, ours=mine, loaded=[]) as entry:
+                try:
+                    self.runner.run(argv, timeout=TIMEOUT)
+                except CommandError as e:
+                    raise LoadError(f"modprobe {module} from {tree.root} failed: {_why(e)}") from e
+                after = self.loaded()
+                entry.data["loaded"] = [m for m in after if m not in before]
+            made += 1
+            log.info("module_loaded", module=name, params=" ".join(params), pulled=entry.data["loaded"])
+        return made
+
+    # --- undo -------------------------------------------------------------------------------
+    def undo(self, change: Change, driver_modules: Sequence[str]) -> None:
+        """Revert one module change: unload what we loaded, or load back the in-tree module we removed."""
+        if change.kind == REMOVED:
+            module = change.data["module"]
+            if module in self.loaded():
+                return
+            try:
+                self.runner.run(["modprobe", module], timeout=TIMEOUT)
+            except CommandError as e:
+                raise LoadError(f"cannot load back the in-tree module {module}: {_why(e)}") from e
+            log.info("in_tree_module_restored", module=module)
+            return
+        self.unload_ours(change.data.get("loaded", []), change.data.get("ours", {}), driver_modules)
+
+    def unload_ours(
+        self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]
+    ) -> None:
+        """rmmod what we loaded (listed, or identified by srcversion), holders first; never forced."""
+        while True:
+            loaded = self.loaded()
+            targets = [
+                m
+                for m in dict.fromkeys([*loaded_by_us, *srcversions])
+                if m in loaded and (m in loaded_by_us or loaded[m].srcversion == srcversions.get(m))
+            ]
+            if not targets:
+                return
+            free = [m for m in targets if not loaded[m].holders and loaded[m].refcount == 0]
+            if not free:
+                stuck = next((m for m in targets if not set(loaded[m].holders) & set(targets)), targets[0])
+                raise BusyError(stuck, self.holders(stuck, driver_modules), "unload")
+            for module in free:
+                self._rmmod(module, driver_modules, "unload")
+                log.info("module_unloaded", module=module)
+
+    def _rmmod(self, module: str, driver_modules: Sequence[str], doing: str) -> None:
+        try:
+            self.runner.run(["rmmod", module], timeout=TIMEOUT)
+        except CommandError as e:
+            if "in use" in e.output_tail or "busy" in e.output_tail.lower():
+                raise BusyError(module, self.holders(module, driver_modules), doing) from e
+            raise
+
+
+def _why(error: CommandError) -> str:
+    """modprobe's own words, with the module-signing case spelled out."""
+    tail = error.output_tail.strip() or f"exit {error.returncode}"
+    if "Key was rejected" in tail or "Required key not available" in tail:
+        return (
+            f"{tail}: this kernel only loads signed modules (module signing enforced, e.g. Secure Boot); "
+            "build with --sign-key/--sign-cert and enroll the certificate"
+        )
+    return tail
