@@ -47,6 +47,16 @@ class Metrics:
             registry=r,
         )
         self.holders = Gauge(f"{PREFIX}_unload_holders", "Processes holding the driver's devices open.", registry=r)
+        self.holder = Gauge(
+            f"{PREFIX}_unload_holder",
+            "What holds the driver while an unload is refused (1 per holder; cleared once released).",
+            ["kind", "name", "pid", "pod"],
+            registry=r,
+        )
+        self.changes = Gauge(f"{PREFIX}_host_changes", "Host changes the last apply made (0: warm restart).", registry=r)
+        self.journal_changes = Gauge(
+            f"{PREFIX}_journal_changes", "Host changes recorded in the journal (still to undo).", registry=r
+        )
         self.build_failures = Counter(f"{PREFIX}_build_failures", "Driver builds that failed.", registry=r)
         self.step_seconds = Histogram(
             f"{PREFIX}_step_duration_seconds",

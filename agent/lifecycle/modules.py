@@ -56,10 +56,9 @@ class BusyError(ModuleBusyError):
 class Modules:
     """modprobe/rmmod through the runner, reading /proc/modules and /sys/module through HostPaths."""
 
-    def __init__(self, *, host: HostPaths, runner: Runner, kernel: str) -> None:
+    def __init__(self, *, host: HostPaths, runner: Runner) -> None:
         self.host = host
         self.runner = runner
-        self.kernel = kernel
 
     def loaded(self) -> dict[str, LoadedModule]:
         return loaded_modules(self.host)

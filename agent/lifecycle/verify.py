@@ -88,9 +88,20 @@ def parse_kmsg(text: str) -> list[Record]:
     return out
 
 
-def log_problems(records: Sequence[Record]) -> list[str]:
-    """Kernel log messages that mean a failed firmware load, an unresolved symbol or a rejected module."""
-    return [r.message for r in records if any(p.search(r.message) for p in _PROBLEMS)]
+def log_problems(records: Sequence[Record], names: Sequence[str]) -> list[str]:
+    """Messages about the driver (naming one of ``names``) that mean a failed firmware load, an
+    unresolved symbol or a rejected module; other drivers' complaints are not ours to judge."""
+    return [
+        r.message for r in records if any(n in r.message for n in names) and any(p.search(r.message) for p in _PROBLEMS)
+    ]
+
+
+def driver_names(recipe: Recipe) -> list[str]:
+    """What the driver's kernel messages mention: its module names and its firmware folders."""
+    names = {recipe.main_module, *recipe.load_order, *recipe.after, *(m.name for m in recipe.module_files)}
+    names |= {norm(n) for n in names}
+    names |= {f.name.split("/")[0] + "/" for f in recipe.firmware_files if "/" in f.name}
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,8 @@ class Verifier:
         """Every check; ``kmsg_mark`` None skips the kernel log (nothing was loaded by us)."""
         problems = self.modules(tree, recipe)
         if kmsg_mark is not None:
-            problems += [f"kernel log: {m}" for m in log_problems(self.kmsg.since(kmsg_mark))]
+            records = self.kmsg.since(kmsg_mark)
+            problems += [f"kernel log: {m}" for m in log_problems(records, driver_names(recipe))]
         gpu_problems: list[str] = []
         gpus: list[PciGpu] = []
         if not problems:

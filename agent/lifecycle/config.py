@@ -1,0 +1,62 @@
+"""The lifecycle commands' options, validated into a frozen dataclass before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import UsageError
+from agent.health import parse_listen
+
+ENV = "INTEL_GPU_AGENT_"
+MODES = ("load", "monitor")
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """Options of run/load/unload/status (each also INTEL_GPU_AGENT_<NAME>)."""
+
+    driver_tree: Path | None = None
+    recipe: str | None = None
+    mode: str = "load"
+    listen: str = "0.0.0.0:9480"
+    unload_deadline: float = 60.0
+    node_name: str | None = None
+    state_dir: str | None = None  # a host path, as seen on the node
+
+
+def make_lifecycle_config(
+    *,
+    driver_tree: str | None = None,
+    recipe: str | None = None,
+    mode: str = "load",
+    listen: str = "0.0.0.0:9480",
+    unload_deadline: float = 60.0,
+    node_name: str | None = None,
+    state_dir: str | None = None,
+) -> LifecycleConfig:
+    """Validate; a bad value raises ``UsageError`` naming the option and its variable."""
+    if mode not in MODES:
+        raise UsageError(f"--mode ({ENV}MODE) must be one of {', '.join(MODES)}, got {mode!r}")
+    try:
+        parse_listen(listen)
+    except ValueError as e:
+        raise UsageError(f"--listen ({ENV}LISTEN): {e}") from e
+    if not 0 < unload_deadline <= 3600:
+        raise UsageError(
+            f"--unload-deadline ({ENV}UNLOAD_DEADLINE) must be between 0 and 3600 seconds (below the pod's "
+            f"terminationGracePeriodSeconds), got {unload_deadline}"
+        )
+    if state_dir is not None and not state_dir.startswith("/"):
+        raise UsageError(f"--state-dir ({ENV}STATE_DIR) must be an absolute host path, got {state_dir!r}")
+    if mode == "load" and not driver_tree and not recipe:
+        raise UsageError(f"give --driver-tree ({ENV}DRIVER_TREE) or --recipe ({ENV}RECIPE): there is nothing to load")
+    return LifecycleConfig(
+        driver_tree=Path(driver_tree) if driver_tree else None,
+        recipe=recipe or None,
+        mode=mode,
+        listen=listen,
+        unload_deadline=float(unload_deadline),
+        node_name=node_name or None,
+        state_dir=state_dir,
+    )

@@ -1,0 +1,219 @@
+"""The `run` daemon: detect → check → plan → apply → verify → ready → wait → SIGTERM → undo → exit."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from agent.discovery.node import NodeFacts
+from agent.errors import AgentError, BuildError, StopRequestedError, TransientError, UnsupportedHostError
+from agent.health import HealthServer, Readiness
+from agent.lifecycle.engine import Lifecycle, Target
+from agent.lifecycle.holders import Holder
+from agent.lifecycle.labels import NodeLabeler
+from agent.lifecycle.modules import BusyError
+from agent.lifecycle.source import TreeSource
+from agent.logs import get_logger
+from agent.metrics import Metrics
+
+log = get_logger(__name__)
+
+LOAD = "load"
+MONITOR = "monitor"
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """How the daemon behaves: mode, unload deadline and its retry pacing."""
+
+    mode: str = LOAD
+    unload_deadline: float = 60.0
+    retry_interval: float = 1.0
+    blocked_retry: float = 30.0
+    monitor_interval: float = 10.0
+
+
+def install_signal_handlers(stop: threading.Event, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """SIGTERM/SIGINT only set ``stop`` (installed explicitly: as PID 1 in a container there is no default)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in signals:
+        signal.signal(sig, handler)
+
+
+class Daemon:
+    """Runs the lifecycle until ``stop`` is set; the exit code follows DESIGN.md decision 7."""
+
+    def __init__(
+        self,
+        *,
+        lifecycle: Lifecycle,
+        source: TreeSource,
+        discover: Callable[[], NodeFacts],
+        metrics: Metrics,
+        readiness: Readiness,
+        labeler: NodeLabeler,
+        health: HealthServer | None,
+        stop: threading.Event,
+        settings: DaemonSettings,
+    ) -> None:
+        self.lifecycle = lifecycle
+        self.source = source
+        self.discover = discover
+        self.metrics = metrics
+        self.readiness = readiness
+        self.labeler = labeler
+        self.health = health
+        self.stop = stop
+        self.settings = settings
+        self.target: Target | None = None
+
+    def run(self) -> int:
+        """Bring the node up, wait for the stop event, put the node back; the process exit code."""
+        if self.health is not None:
+            self.health.start()
+        started = time.monotonic()
+        try:
+            if self.settings.mode == MONITOR:
+                self._monitor()
+            else:
+                self._bring_up(started)
+                self.stop.wait()
+            return self._shut_down()
+        finally:
+            if self.health is not None:
+                self.health.stop()
+
+    # --- states -------------------------------------------------------------------------------
+    def _state(self, state: str, reason: str, *, ready: bool = False) -> None:
+        self.metrics.set_state(state)
+        self.readiness.set(ready, reason)
+        self.metrics.journal_changes.set(len(self.lifecycle.journal.changes))
+        if state in ("loading", "ready", "unsupported", "failed", "blocked"):
+            self.labeler.publish(state)
+
+    def _export_holders(self, holders: Sequence[Holder]) -> None:
+        self.metrics.holder.clear()
+        for h in holders:
+            self.metrics.holder.labels(kind=h.kind, name=h.name[:60], pid=str(h.pid or ""), pod=h.pod_uid).set(1)
+        self.metrics.holders.set(sum(1 for h in holders if h.kind == "process"))
+        self.metrics.unload_blocked.set(1 if holders else 0)
+
+    # --- load mode ----------------------------------------------------------------------------
+    def _bring_up(self, started: float) -> None:
+        """Load and verify; an unsupported node or a failed build stays up, not ready (no crash loop)."""
+        while not self.stop.is_set():
+            self._state("loading", "loading the driver")
+            try:
+                facts = self.discover()
+                self.metrics.observe_node(facts)
+                self.target, _built = self.source.resolve(facts.kernel.release)
+                outcome = self.lifecycle.apply(self.target, facts)
+            except UnsupportedHostError as e:
+                log.error("node_unsupported", reason=str(e))
+                self._state("unsupported", str(e))
+                return
+            except BusyError as e:
+                log.warning("load_blocked", reason=str(e), holders=[h.describe() for h in e.holders])
+                self._export_holders(e.holders)
+                self._state("blocked", str(e))
+                self.stop.wait(self.settings.blocked_retry)
+                continue
+            except StopRequestedError:
+                return
+            except BuildError as e:
+                self.metrics.build_failures.inc()
+                log.error("build_failed", reason=str(e))
+                self._state("failed", str(e))
+                return
+            except TransientError as e:
+                log.warning("load_retry", reason=str(e))
+                self._state("failed", str(e))
+                self.stop.wait(self.settings.blocked_retry)
+                continue
+            except AgentError as e:
+                log.error("load_failed", reason=str(e), exit_code=e.exit_code)
+                self._state("failed", str(e))
+                return
+            self._export_holders(())
+            self.metrics.changes.set(outcome.changes)
+            self._state("ready", f"{self.target.recipe.name} loaded and verified", ready=True)
+            log.info(
+                "ready",
+                recipe=self.target.recipe.name,
+                changes=outcome.changes,
+                warm=outcome.warm,
+                render_nodes=list(outcome.verification.render_nodes),
+                seconds=round(time.monotonic() - started, 3),
+            )
+            return
+
+    # --- monitor mode -------------------------------------------------------------------------
+    def _monitor(self) -> None:
+        """KMM loads the driver: keep the firmware path, verify periodically, never load or unload."""
+        try:
+            facts = self.discover()
+            self.metrics.observe_node(facts)
+            self.target, _ = self.source.resolve(facts.kernel.release)
+        except AgentError as e:
+            log.error("monitor_failed", reason=str(e))
+            self._state("failed", str(e))
+            self.stop.wait()
+            return
+        try:
+            self.lifecycle.ensure_firmware_path()
+        except AgentError as e:
+            log.warning("firmware_path_failed", reason=str(e))
+        recipe = self.target.recipe
+        was = ""
+        while True:
+            result = self.lifecycle.verifier.verify(self.target.tree, recipe, -1)
+            state = "ready" if result.ok else "loading"
+            reason = f"{recipe.name} verified" if result.ok else "; ".join(result.problems)
+            self._state(state, reason, ready=result.ok)
+            if state != was:
+                log.info("monitor_state", state=state, reason=reason)
+                was = state
+            if self.stop.wait(self.settings.monitor_interval):
+                return
+
+    # --- shutdown -----------------------------------------------------------------------------
+    def _shut_down(self) -> int:
+        """Undo the journal; a busy module is retried until the deadline, then exit 4 (never forced)."""
+        self.readiness.set(False, "stopping")
+        self.metrics.set_state("unloading")
+        deadline = time.monotonic() + self.settings.unload_deadline
+        pause = threading.Event()  # the stop event is already set: wait on one of our own
+        while True:
+            try:
+                undone = self.lifecycle.undo()
+            except BusyError as e:
+                self._export_holders(e.holders)
+                self.metrics.set_state("blocked")
+                left = deadline - time.monotonic()
+                log.warning(
+                    "unload_blocked",
+                    module=e.module,
+                    holders=[h.describe() for h in e.holders],
+                    seconds_left=round(max(left, 0), 1),
+                )
+                if left <= 0:
+                    log.error("unload_deadline_passed", reason=str(e), exit_code=e.exit_code)
+                    return e.exit_code
+                pause.wait(min(self.settings.retry_interval, left))
+                continue
+            except AgentError as e:
+                log.error("unload_failed", reason=str(e), exit_code=e.exit_code)
+                self.metrics.set_state("failed")
+                return e.exit_code
+            self._export_holders(())
+            self.metrics.set_state("stopped")
+            self.metrics.journal_changes.set(0)
+            log.info("stopped", changes_undone=undone)
+            return 0
