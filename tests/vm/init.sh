@@ -37,5 +37,5 @@ for d in proc sys dev; do
 done
 # A fresh /run, as after a real boot; /tmp stays the host's (read-only below, writable in the overlay).
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "mount /run"
-echo "init-done $(cut -d' ' -f1 /newroot/proc/uptime)" > "$ctl"
+echo "init-done $(cut -d' ' -f1 /newroot/proc/uptime)" > "/newroot$ctl"
 exec switch_root /newroot /bin/sh "$job"

@@ -113,7 +113,7 @@ class Cpio:
 
 def _is_static(elf: bytes) -> bool:
     """Whether an x86-64 ELF executable has no program interpreter (PT_INTERP)."""
-    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
     return all(struct.unpack_from("<I", elf, phoff + i * phentsize)[0] != 3 for i in range(phnum))
 

@@ -30,6 +30,18 @@ class Kernel:
     vmlinuz: Path
     modules: Path
 
+    def upstream_version(self) -> str:
+        """The upstream version the image was built from, e.g. "6.1.192" for Debian's 6.1.0-57-amd64.
+
+        Read from the version string in the bzImage header ("... Debian 6.1.192-3 ..."); the release
+        itself when the string names no other version.
+        """
+        image = self.vmlinuz.read_bytes()[:0x10000]
+        (pointer,) = struct.unpack_from("<H", image, 0x20E)
+        text = image[0x200 + pointer :].split(b"\0", 1)[0].decode(errors="replace")
+        found = re.search(r"(?:Debian|Ubuntu) (\d+\.\d+\.\d+)", text)
+        return found.group(1) if found else self.release.split("-")[0]
+
     @property
     def headers(self) -> Path:
         """The kbuild folder out-of-tree modules build against (`make -C <headers> M=...`)."""

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,15 @@ def default_cache() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]) / "intel-gpu-driver-vm"
     return REPO / ".cache" / "vm"
+
+
+def python_path() -> list[str]:
+    """The guest's PYTHONPATH: the checkout (the agent), tests/ (``vm.guest``), then site-packages."""
+    paths = [str(REPO), str(REPO / "tests")]
+    for key in ("purelib", "platlib"):
+        if sysconfig.get_paths()[key] not in paths:
+            paths.append(sysconfig.get_paths()[key])
+    return paths
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,14 @@ class Vm:
             os.replace(temporary, path)
         return path
 
+    def python(self, *args: str) -> list[str]:
+        """argv running the host's Python (this virtualenv's) in the guest with ``args``.
+
+        ``-S`` skips site's .pth processing, which costs about a second under emulation; the
+        checkout, tests/ and the site-packages stay importable through the guest's PYTHONPATH.
+        """
+        return [sys.executable, "-S", *args]
+
     def guest_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The guest command's environment: a clean one, plus ``extra``."""
         env = {
@@ -124,8 +142,7 @@ class Vm:
             "HOME": "/root",
             "LANG": "C.UTF-8",
             "VM_RESULTS": GUEST_RESULTS,
-            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}",
-            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": os.pathsep.join(python_path()),
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         }
         env.update(extra or {})
@@ -207,15 +224,16 @@ class Vm:
         command += list(qemu_args)
         started = time.monotonic()
         with stderr.open("wb") as err:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True
+            )
             try:
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 raise VmError(
-                    f"the VM did not finish within {timeout:.0f}s running {shlex.join(argv)}\n"
-                    + _tail(console)
+                    f"the VM did not finish within {timeout:.0f}s running {shlex.join(argv)}\n" + _tail(console)
                 ) from None
             finally:
                 if process.poll() is None:  # interrupted (KeyboardInterrupt): never leave qemu behind
