@@ -9,6 +9,10 @@ from agent.config import GlobalConfig
 from agent.discovery.node import NodeFacts, discover
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
+    from agent.build.config import BuildConfig
+    from agent.build.service import BuildResult
     from agent.errors import RecipeError
     from agent.recipes.loader import RecipeSet
     from agent.recipes.model import Recipe
@@ -84,3 +88,5 @@ class App:
                 f"linux-headers-{facts.kernel.release} (or use a prebuilt driver image)"
             )
         return CheckResult(facts, verdicts, chosen, why, tuple(notes), errors)
+
+    def build(self, config: BuildConfig

@@ -133,6 +133,36 @@ def recipes(app: Any, as_json: bool) -> None:
         raise UsageError(f"{len(found.errors)} recipe file(s) are broken: " + "; ".join(str(e) for e in found.errors))
 
 
+@cli.command()
+@option("--recipe", env="RECIPE", required=True, help="A recipe name or a path to a recipe TOML.")
+@option("--kernel", env="KERNEL", required=True, help="Kernel release to build for (never taken from uname).")
+@option("--out", env="OUT", required=True, help="Driver tree folder to create or update.")
+@option("--headers", env="HEADERS", default=None, help="Kernel headers folder (default /lib/modules/KVER/build).")
+@option("--source", env="SOURCE", default=None, help="Driver source: URL, tarball or folder (default: recipe).")
+@option("--source-sha256", env="SOURCE_SHA256", default=None, help="Pin for a --source URL or tarball.")
+@option("--firmware", env="FIRMWARE", default=None, help="Firmware: URL, tarball or folder (default: recipe).")
+@option("--firmware-sha256", env="FIRMWARE_SHA256", default=None, help="Pin for a --firmware URL or tarball.")
+@option("--jobs", env="JOBS", type=int, default=None, help="Parallel make jobs (default: CPUs available).")
+@option("--cache-dir", env="CACHE_DIR", default=None, help="Downloads and unpacked sources (default <state>/cache).")
+@option("--work-dir", env="WORK_DIR", default=None, help="Build folders and logs (default <cache-dir>/build).")
+@option("--http-proxy", env="HTTP_PROXY", default=None, help="Proxy for http:// (default: HTTP_PROXY).")
+@option("--https-proxy", env="HTTPS_PROXY", default=None, help="Proxy for https:// (default: HTTPS_PROXY).")
+@option("--no-proxy", env="NO_PROXY", default=None, help="Hosts reached directly (default: NO_PROXY).")
+@option("--ca-bundle", env="CA_BUNDLE", default=None, help="Extra CA bundle for TLS (corporate proxies).")
+@option("--sign-key", env="SIGN_KEY", default=None, help="Private key to sign modules with (Secure Boot).")
+@option("--sign-cert", env="SIGN_CERT", default=None, help="Certificate of --sign-key.")
+@json_option
+@click.pass_obj
+def build(app: Any, /, as_json: bool, **options: Any) -> None:
+    """Build a driver release for one kernel into a driver tree. Exit 5 when it does not build."""
+    from agent.build.config import make_build_config
+    from agent.build.report import result_json, result_text
+
+    config = make_build_config(app.host, **options)
+    result = app.build(config)
+    click.echo(result_json(result) if as_json else result_text(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit codes follow DESIGN.md (0 ok, 1 bug, 2 usage, 3 unsupported, 4 transient, 5 build)."""
     try:

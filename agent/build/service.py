@@ -1,0 +1,388 @@
+"""The Builder: recipe + kernel headers → a verified driver tree, built DKMS-style, swapped in whole."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from agent import __version__
+from agent.build.headers import KernelHeaders, find_headers
+from agent.build.sources import FOLDER, URL, InputSpec, content_root, input_spec, safe_extract, verify_file
+from agent.errors import CommandError, StopRequestedError, UsageError
+from agent.host.files import sha256_file
+from agent.host.paths import HostPaths
+from agent.host.runner import Runner
+from agent.logs import get_logger
+from agent.recipes.model import Recipe
+from agent.tree import MANIFEST, DriverTree, Manifest, load_tree, write_manifest
+
+if TYPE_CHECKING:
+    # Only a real build needs these: a no-op rebuild must answer in well under 150 ms.
+    from agent.build.download import Fetcher
+    from agent.build.make import BuildOutput
+    from agent.build.signing import SigningKey
+
+log = get_logger(__name__)
+
+DEFAULT_STEP_TIMEOUT = 3 * 3600.0
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on (cgroup cpusets and taskset count, not the machine's total)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A driver tree and how it came to be: built now, or already up to date."""
+
+    tree: DriverTree
+    skipped: bool
+    seconds: float
+    log_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    headers: KernelHeaders
+    source: InputSpec
+    firmware: InputSpec
+    values: dict[str, str]
+    digest: str
+
+
+class Builder:
+    """Builds a recipe for one kernel into a driver tree.
+
+    Folders (DKMS style): ``<work>/<recipe>/<driver tag>/<kernel>/`` holds the build copy of the
+    source, the make log and a lock; unpacked tarballs are registered once in ``<cache>/unpacked/<sha256>``
+    and downloads kept in ``<cache>/downloads/<sha256>``.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: HostPaths,
+        runner: Runner,
+        cache_dir: Path,
+        work_dir: Path | None = None,
+        fetcher: Fetcher | None = None,
+        jobs: int | None = None,
+        signing: SigningKey | None = None,
+        progress_stream: TextIO | None = None,
+        progress_interval: float = 10.0,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    ) -> None:
+        self._host = host
+        self._runner = runner
+        self._cache = cache_dir
+        self._work = work_dir or cache_dir / "build"
+        self._fetcher = fetcher
+        self._jobs = jobs or default_jobs()
+        self._signing = signing
+        self._progress_stream = progress_stream
+        self._progress_interval = progress_interval
+        self._step_timeout = step_timeout
+
+    def build(
+        self,
+        recipe: Recipe,
+        kernel: str,
+        out: Path,
+        *,
+        headers: Path | None = None,
+        source: str | None = None,
+        source_sha256: str | None = None,
+        firmware: str | None = None,
+        firmware_sha256: str | None = None,
+    ) -> DriverTree:
+        """Build ``recipe`` for ``kernel`` into ``out`` (or return the tree there if its inputs match)."""
+        return self.build_result(
+            recipe,
+            kernel,
+            out,
+            headers=headers,
+            source=source,
+            source_sha256=source_sha256,
+            firmware=firmware,
+            firmware_sha256=firmware_sha256,
+        ).tree
+
+    def build_result(
+        self,
+        recipe: Recipe,
+        kernel: str,
+        out: Path,
+        *,
+        headers: Path | None = None,
+        source: str | None = None,
+        source_sha256: str | None = None,
+        firmware: str | None = None,
+        firmware_sha256: str | None = None,
+    ) -> BuildResult:
+        """Like ``build``, also saying whether anything was built and where the log is."""
+        started = time.monotonic()
+        inputs = self._inputs(
+            recipe,
+            kernel,
+            headers_dir=headers,
+            source=source,
+            source_sha256=source_sha256,
+            firmware=firmware,
+            firmware_sha256=firmware_sha256,
+        )
+        current = _up_to_date(out, kernel, inputs.digest)
+        if current is not None:
+            return BuildResult(current, skipped=True, seconds=time.monotonic() - started)
+        _check_out(out)
+        kernel_dir = self._work / recipe.name / recipe.driver_tag / kernel
+        kernel_dir.mkdir(parents=True, exist_ok=True)
+        log_path = kernel_dir / "make.log"
+        with _locked(kernel_dir / ".lock", what=f"{recipe.name} for {kernel}"):
+            log.info("build_started", recipe=recipe.name, kernel=kernel, headers=str(inputs.headers.path), out=str(out))
+            build_dir, output = self._compile(recipe, inputs, kernel_dir, log_path)
+            tree = self._collect(recipe, inputs, kernel_dir, build_dir, out)
+        seconds = time.monotonic() - started
+        log.info(
+            "build_done",
+            recipe=recipe.name,
+            kernel=kernel,
+            out=str(out),
+            seconds=round(seconds, 2),
+            objects=output.objects,
+        )
+        return BuildResult(tree, skipped=False, seconds=seconds, log_path=log_path)
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def _inputs(
+        self,
+        recipe: Recipe,
+        kernel: str,
+        *,
+        headers_dir: Path | None,
+        source: str | None,
+        source_sha256: str | None,
+        firmware: str | None,
+        firmware_sha256: str | None,
+    ) -> _Inputs:
+        if not kernel or "/" in kernel or kernel.startswith("."):
+            raise UsageError(f"--kernel must be a kernel release like 6.1.0-57-amd64, got {kernel!r}")
+        headers = find_headers(self._host, kernel, headers_dir)
+        src = input_spec(recipe, recipe.source, what="source", override=source, override_sha256=source_sha256)
+        fw = input_spec(recipe, recipe.firmware, what="firmware", override=firmware, override_sha256=firmware_sha256)
+        values = {
+            "recipe": recipe.name,
+            "recipe_sha256": sha256_file(recipe.path),
+            "kernel": kernel,
+            "headers": str(headers.path),
+            "headers_digest": headers.identity,
+            "source": src.location,
+            "source_digest": src.identity(),
+            "firmware": fw.location,
+            "firmware_digest": fw.identity(),
+            "sign_cert_sha256": self._signing.cert_sha256() if self._signing else "",
+        }
+        digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        return _Inputs(headers, src, fw, values, digest)
+
+    def _unpacked(self, spec: InputSpec) -> Path:
+        """The folder holding an input's files: the folder itself, or the tarball unpacked once by sha256."""
+        if spec.kind == FOLDER:
+            return content_root(Path(spec.location), spec)
+        tarball = self._fetch(spec.location, spec.sha256) if spec.kind == URL else Path(spec.location)
+        verify_file(tarball, spec.sha256, what=spec.what)
+        key = spec.sha256 or sha256_file(tarball)
+        unpacked = self._cache / "unpacked" / key
+        if not unpacked.is_dir():
+            log.info("extracting", what=spec.what, tarball=str(tarball), into=str(unpacked))
+            safe_extract(tarball, unpacked)
+        return content_root(unpacked, spec)
+
+    def _fetch(self, url: str, sha256: str) -> Path:
+        if self._fetcher is None:
+            from agent.build.download import Fetcher, ProxySettings
+
+            self._fetcher = Fetcher(
+                cache_dir=self._cache, proxies=ProxySettings.from_env(os.environ), stop=self._runner.stop_event
+            )
+        return self._fetcher.fetch(url, sha256)
+
+    # --- compile --------------------------------------------------------------------------------
+    def _compile(self, recipe: Recipe, inputs: _Inputs, kernel_dir: Path, log_path: Path) -> tuple[Path, BuildOutput]:
+        from agent.build.diagnose import compile_failure, undefined_symbols
+        from agent.build.make import BuildOutput, Progress, run_steps
+
+        source_root = self._unpacked(inputs.source)
+        self._check_stop()
+        build_dir = kernel_dir / "build"
+        install_dir = kernel_dir / "install"
+        klib = kernel_dir / "klib"
+        for stale in (build_dir, install_dir, klib):
+            if stale.exists():
+                shutil.rmtree(stale)
+        # kbuild writes objects next to the sources: each kernel builds in its own copy.
+        shutil.copytree(source_root, build_dir, symlinks=True)
+        install_dir.mkdir()
+        # KLIB is "/lib/modules/<kernel>": a private one whose build/ is the headers, so no step can
+        # write to the host's module folder.
+        klib.mkdir()
+        (klib / "build").symlink_to(inputs.headers.path)
+        log_path.write_text(
+            f"# {recipe.name} ({recipe.driver_tag}) for {inputs.headers.kernel}, headers {inputs.headers.path}\n",
+            encoding="utf-8",
+        )
+        values = {
+            "kernel": inputs.headers.kernel,
+            "headers": str(inputs.headers.path),
+            "klib": str(klib),
+            "jobs": str(self._jobs),
+            "src": str(build_dir),
+            "install": str(install_dir),
+        }
+        # C locale: ASCII quotes and English messages, which diagnosis reads.
+        env = {"LC_ALL": "C", "LANG": "C", **dict(recipe.build_env)}
+        output = BuildOutput()
+        progress = Progress(
+            label=f"{recipe.name} for {inputs.headers.kernel}",
+            stream=self._progress_stream,
+            interval=self._progress_interval,
+        )
+        self._check_stop()
+        try:
+            run_steps(
+                self._runner,
+                recipe.build_steps,
+                cwd=build_dir,
+                env=env,
+                values=values,
+                log_file=log_path,
+                progress=progress,
+                timeout=self._step_timeout,
+                output=output,
+            )
+        except StopRequestedError:
+            log.warning("build_stopped", recipe=recipe.name, kernel=inputs.headers.kernel)
+            raise
+        except CommandError as e:
+            self._check_stop()
+            raise compile_failure(recipe, inputs.headers, self._host, output, log_path=log_path, what=e.message) from e
+        if output.undefined:
+            raise undefined_symbols(recipe, inputs.headers, output, log_path)
+        return build_dir, output
+
+    # --- collect --------------------------------------------------------------------------------
+    def _collect(self, recipe: Recipe, inputs: _Inputs, kernel_dir: Path, build_dir: Path, out: Path) -> DriverTree:
+        import datetime
+
+        from agent.build import collect
+        from agent.build.signing import sign_modules
+
+        kernel = inputs.headers.kernel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the tree from the loader's other users
+        try:
+            base = staging / "opt"
+            updates = base / "lib/modules" / kernel / "updates"
+            installed = kernel_dir / "install/lib/modules" / kernel / "updates"
+            modules = collect.stage_modules(recipe, [installed, build_dir], updates, self._runner)
+            collect.strip_debug(modules, self._runner)
+            if self._signing is not None:
+                sign_modules(self._runner, inputs.headers, self._signing, [m.ko for m in modules])
+            collect.inspect(modules, self._runner)
+            collect.check_vermagic(modules, kernel)
+            built = collect.finish_modules(modules, staging, self._runner, signed=self._signing is not None)
+            collect.depmod(self._runner, base, kernel)
+            requested = [name for module in built for name in module.firmware]
+            firmware = collect.place_firmware(
+                recipe, requested, lambda: self._unpacked(inputs.firmware), staging / "firmware"
+            )
+            self._check_stop()
+            manifest = Manifest(
+                recipe=recipe.name,
+                driver_tag=recipe.driver_tag,
+                kernel=kernel,
+                inputs_digest=inputs.digest,
+                modules=tuple(built),
+                firmware=tuple(firmware),
+                signed=self._signing is not None,
+                agent_version=__version__,
+                built_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                inputs=inputs.values,
+            )
+            write_manifest(staging, manifest)  # last: a tree without a manifest is unfinished
+            _swap_in(staging, out)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return DriverTree(root=out, manifest=manifest)
+
+    def _check_stop(self) -> None:
+        if self._runner.stop_event.is_set():
+            raise StopRequestedError("stopped during the build")
+
+
+def _up_to_date(out: Path, kernel: str, digest: str) -> DriverTree | None:
+    """The tree at ``out`` when it was built from exactly these inputs and is still whole."""
+    if not (out / MANIFEST).is_file():
+        return None
+    try:
+        tree = load_tree(out)
+    except UsageError:
+        return None
+    manifest = tree.manifest
+    if manifest.inputs_digest != digest or manifest.kernel != kernel:
+        return None
+    if not all((out / m.path).is_file() for m in manifest.modules):
+        return None
+    if not all((out / f.path).is_file() for f in manifest.firmware):
+        return None
+    return tree
+
+
+def _check_out(out: Path) -> None:
+    """Only an absent or empty folder, or an older driver tree, may be replaced."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise UsageError(
+            f"--out {out} is not empty and is not a driver tree (no {MANIFEST}): refusing to replace it",
+            hint="give an empty or new folder",
+        )
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` by the finished tree with renames: readers see the old tree or the new one."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.replace(out, old / "tree")
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, *, what: str) -> Iterator[None]:
+    """One build per (recipe, kernel) folder at a time."""
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            from agent.errors import TransientError
+
+            raise TransientError(f"another build of {what} is running (lock {path})", hint="retry when it ends") from e
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
