@@ -6,7 +6,6 @@ for it, so modules get a lazy proxy that imports and configures structlog on fir
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -25,6 +24,8 @@ def configure(*, fmt: str = "auto", level: str = "info") -> None:
 
 
 def _setup() -> None:
+    import logging
+
     import structlog
 
     fmt = _settings["format"]

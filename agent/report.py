@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.discovery.node import NodeFacts
-from agent.recipes.model import Recipe
-from agent.support import Verdict
+if TYPE_CHECKING:
+    from agent.discovery.node import NodeFacts
+    from agent.recipes.model import Recipe
+    from agent.support import Verdict
 
 
 def to_jsonable(value: Any) -> Any:
