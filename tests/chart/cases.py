@@ -9,7 +9,12 @@ from typing import Any
 REGISTRY_SECRET = base64.b64encode(
     json.dumps({"auths": {"my.registry.acme.com": {"auth": base64.b64encode(b"u:p").decode()}}}).encode()
 ).decode()
-KMM = {"loader.mode": "kmm", "local.image": "my.registry.acme.com/intel-gpu-driver"}
+KMM = {
+    "loader.mode": "kmm",
+    "local.image": "my.registry.acme.com/intel-gpu-driver",
+    "build.agentSource": "https://downloads.example/intel-gpu-driver-0.1.0.tar.gz",
+    "build.agentSourceSha256": "0" * 64,
+}
 
 # The values matrix: every case is linted, rendered and validated.
 CASES: dict[str, dict[str, Any]] = {

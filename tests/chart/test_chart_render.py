@@ -298,7 +298,13 @@ def test_kmm_module_builds_and_loads_what_the_recipe_says(rendered: dict[str, li
     assert {s["metadata"]["namespace"] for s in secrets} == {"kmm-operator-system", NAMESPACE}
     assert all(s["type"] == "kubernetes.io/dockerconfigjson" for s in secrets)
     args = {a["name"]: a["value"] for a in container_spec["build"]["buildArgs"]}
-    assert args == {"RECIPE": "i915-2350.145", "BASE_IMAGE": "ubuntu:22.04"}
+    assert args == {
+        "RECIPE": "i915-2350.145",
+        "BASE_IMAGE": "ubuntu:22.04",
+        "AGENT_SOURCE": "https://downloads.example/intel-gpu-driver-0.1.0.tar.gz",
+        "AGENT_SOURCE_SHA256": "0" * 64,
+        "VERSION": "0.1.0",
+    }
     dockerfile = one(docs, "ConfigMap", container_spec["build"]["dockerfileConfigMap"]["name"])
     assert dockerfile["metadata"]["namespace"] == "kmm-operator-system"
     assert set(dockerfile["data"]) == {"dockerfile"}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cases import KMM
 from chartlib import NAMESPACE, RELEASE, helm, set_args
 
 
@@ -26,6 +27,7 @@ def refused(chart: Path, values: dict[str, Any]) -> str:
         ({"deps.nfd": "no"}, "deps.nfd: Invalid type. Expected: boolean, given: string"),
         ({"kmm.operatorConfig.generation": "2.1"}, 'must be one of the following: "2.0", "2.2"'),
         ({"driver.prebuiltKernels": ["latest"]}, "driver.prebuiltKernels.0: Does not match pattern"),
+        ({"build.agentSourceSha256": "abc"}, "build.agentSourceSha256: Does not match pattern"),
         ({"agent.unloadDeadlineSeconds": 0}, "agent.unloadDeadlineSeconds: Must be greater than or equal to 1"),
         ({"networkpolicy.extraPorts": [70000]}, "networkpolicy.extraPorts.0"),
     ],
@@ -38,12 +40,13 @@ def test_schema_names_the_bad_key(chart: Path, values: dict[str, Any], message: 
     ("values", "message"),
     [
         ({"loader.mode": "kmm"}, "loader.mode=kmm needs local.image"),
-        ({"loader.mode": "kmm", "local.image": "r/x", "kmm.kernels": []}, "needs kmm.kernels"),
+        ({**KMM, "kmm.kernels": []}, "needs kmm.kernels"),
+        ({"loader.mode": "kmm", "local.image": "r/x"}, "needs build.agentSource and build.agentSourceSha256"),
         ({"driver.prebuiltKernels": ["5.15.0-135-generic"]}, "set local.image"),
         ({"driver.buildOnNode": False}, "needs driver.prebuiltKernels"),
         ({"local.secret.base64": "bm90IGpzb24="}, "base64 -w0 ~/.docker/config.json"),
         (
-            {"loader.mode": "kmm", "local.image": "r/x", "setFirmwareClassPath": True},
+            {**KMM, "setFirmwareClassPath": True},
             "also set kmm.operatorConfig.manage=true",
         ),
     ],
@@ -71,4 +74,4 @@ def test_original_chart_values_and_commands_still_work(chart: Path) -> None:
         "firmwareLoadPathHack": True,
     }
     helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *set_args(values))
-    helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *set_args({**values, "loader.mode": "kmm"}))
+    helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *set_args({**KMM, **values}))
