@@ -371,7 +371,7 @@ def test_proxies_reach_the_agent_with_the_original_noproxy_spelling(rendered: di
     variables = env(agent_sets(rendered["proxies"])["intel-gpu-driver-build"])
     assert variables["HTTP_PROXY"] == "http://proxy.acme.com:3128"
     assert variables["HTTPS_PROXY"] == "proxy.acme.com:8081"
-    assert variables["NO_PROXY"] == "acme.com,localhost,192.168.0.0/24"
+    assert variables["NO_PROXY"] == "acme.com,localhost,192.168.0.0/24,$(KUBERNETES_SERVICE_HOST)"
     assert variables["no_proxy"] == variables["NO_PROXY"]
     egress = one(rendered["proxies"], "NetworkPolicy", "intel-gpu-driver-allow-egress")
     ports = {p["port"] for p in egress["spec"]["egress"][0]["ports"]}

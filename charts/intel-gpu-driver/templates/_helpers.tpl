@@ -67,7 +67,12 @@ app.kubernetes.io/component: agent
 - name: https_proxy
   value: {{ . | quote }}
 {{- end }}
-{{- with include "igd.noProxy" . }}
+{{- $noProxy := include "igd.noProxy" . }}
+{{- if or .Values.proxy.http .Values.proxy.https }}
+{{- /* The agent calls the API server at $KUBERNETES_SERVICE_HOST: never through the proxy. */}}
+{{- $noProxy = list $noProxy "$(KUBERNETES_SERVICE_HOST)" | compact | join "," }}
+{{- end }}
+{{- with $noProxy }}
 - name: NO_PROXY
   value: {{ . | quote }}
 - name: no_proxy
