@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,29 @@ def run(argv: Sequence[str], *, timeout: float = 120.0) -> dict[str, object]:
     """Run a command; its exit code and output as a dict ready to report."""
     done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     return {"argv": list(argv), "rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def agent_argv(*args: str) -> list[str]:
+    """argv of the agent from this checkout, run by this interpreter (with its flags, e.g. ``-S``)."""
+    return [sys.executable, *(["-S"] if sys.flags.no_site else []), "-m", "agent", *args]
+
+
+def run_agent(*args: str, timeout: float = 300.0) -> dict[str, object]:
+    """Run one agent command (e.g. ``run_agent("load", "--driver-tree", tree)``); its result dict."""
+    return run(agent_argv(*args), timeout=timeout)
+
+
+def start_agent(*args: str) -> subprocess.Popen[str]:
+    """Start a long-running agent command (``run``) in the background; stop it with ``stop``."""
+    return subprocess.Popen(agent_argv(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(process: subprocess.Popen[str], *, timeout: float = 30.0) -> dict[str, object]:
+    """SIGTERM a background process, wait for it; its exit code, output and seconds to exit."""
+    started = time.monotonic()
+    process.terminate()
+    output, _ = process.communicate(timeout=timeout)
+    return {"rc": process.returncode, "output": output, "seconds": round(time.monotonic() - started, 3)}
 
 
 def read(path: str | Path) -> str | None:

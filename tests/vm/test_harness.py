@@ -19,6 +19,7 @@ say uname "$(uname -r)"
 say cmdline "$(cat /proc/cmdline)"
 say host_file "$(cat {host_file})"
 say venv_python "$(test -x {python} && echo yes)"
+say agent_help_rc "$({python} -S -m agent --help > /dev/null; echo $?)"
 echo overlay > /etc/testvm-overlay-write && say overlay_write ok
 echo from-guest > {share}/written-by-guest && say share_write ok
 say firmware_path_param "$(test -w /sys/module/firmware_class/parameters/path && echo writable)"
@@ -71,6 +72,7 @@ def test_guest_root_is_the_host_root_with_a_writable_overlay(boot: tuple[VmResul
     got = values(boot[0])
     assert got["host_file"] == "visible from the guest"
     assert got["venv_python"] == "yes"
+    assert got["agent_help_rc"] == "0"  # the agent runs from the checkout with the virtualenv's packages
     assert got["overlay_write"] == "ok"
     assert not Path("/etc/testvm-overlay-write").exists()
     assert got["firmware_path_param"] == "writable"
