@@ -53,7 +53,7 @@ class Metrics:
             ["kind", "name", "pid", "pod"],
             registry=r,
         )
-        self.changes = Gauge(f"{PREFIX}_host_changes", "Host changes the last apply made (0: warm restart).", registry=r)
+        self.changes = Gauge(f"{PREFIX}_host_changes", "Host changes of the last apply (0: warm restart).", registry=r)
         self.journal_changes = Gauge(
             f"{PREFIX}_journal_changes", "Host changes recorded in the journal (still to undo).", registry=r
         )

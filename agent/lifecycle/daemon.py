@@ -98,12 +98,12 @@ class Daemon:
         if state in ("loading", "ready", "unsupported", "failed", "blocked"):
             self.labeler.publish(state)
 
-    def _export_holders(self, holders: Sequence[Holder]) -> None:
+    def _export_holders(self, holders: Sequence[Holder], *, blocked: bool = True) -> None:
         self.metrics.holder.clear()
         for h in holders:
             self.metrics.holder.labels(kind=h.kind, name=h.name[:60], pid=str(h.pid or ""), pod=h.pod_uid).set(1)
         self.metrics.holders.set(sum(1 for h in holders if h.kind == "process"))
-        self.metrics.unload_blocked.set(1 if holders else 0)
+        self.metrics.unload_blocked.set(1 if blocked else 0)
 
     # --- load mode ----------------------------------------------------------------------------
     def _bring_up(self, started: float) -> None:
@@ -141,7 +141,7 @@ class Daemon:
                 log.error("load_failed", reason=str(e), exit_code=e.exit_code)
                 self._state("failed", str(e))
                 return
-            self._export_holders(())
+            self._export_holders((), blocked=False)
             self.metrics.changes.set(outcome.changes)
             self._state("ready", f"{self.target.recipe.name} loaded and verified", ready=True)
             log.info(
@@ -212,7 +212,7 @@ class Daemon:
                 log.error("unload_failed", reason=str(e), exit_code=e.exit_code)
                 self.metrics.set_state("failed")
                 return e.exit_code
-            self._export_holders(())
+            self._export_holders((), blocked=False)
             self.metrics.set_state("stopped")
             self.metrics.journal_changes.set(0)
             log.info("stopped", changes_undone=undone)

@@ -1,0 +1,200 @@
+"""The run loop over the fake kernel: ready, SIGTERM → undo → 0, busy → 4 at the deadline, unsupported stays up."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from lifecycle.fakes import Node, make_node, recipe, snapshot
+
+from agent.health import HealthServer, Readiness
+from agent.lifecycle.daemon import Daemon, DaemonSettings, install_signal_handlers
+from agent.lifecycle.source import TreeSource
+
+
+class Labels:
+    def __init__(self) -> None:
+        self.states: list[str] = []
+
+    def publish(self, state: str) -> None:
+        self.states.append(state)
+
+
+class Running:
+    """A daemon in a thread, its stop event, readiness, labels and HTTP port."""
+
+    def __init__(self, node: Node, settings: DaemonSettings, tree: Path | None = None) -> None:
+        self.node = node
+        self.stop = threading.Event()
+        self.readiness = Readiness()
+        self.labels = Labels()
+        self.health = HealthServer("127.0.0.1:0", node.metrics, self.readiness)
+        engine = node.engine()
+        engine.verifier.stop = self.stop
+        self.daemon = Daemon(
+            lifecycle=engine,
+            source=TreeSource(
+                host=node.host.paths,
+                tree_dir=tree or node.target.tree.root,
+                recipe_spec=None,
+                find_recipe=lambda spec: recipe(),
+                build=None,
+            ),
+            discover=node.facts,
+            metrics=node.metrics,
+            readiness=self.readiness,
+            labeler=self.labels,
+            health=self.health,
+            stop=self.stop,
+            settings=settings,
+        )
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.daemon.run()
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def state(self, name: str) -> float | None:
+        return self.node.metrics.value("intel_gpu_driver_state", {"state": name})
+
+    def wait(self, condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f"{what} not reached"
+            time.sleep(0.01)
+
+    def finish(self, timeout: float = 10) -> int:
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive()
+        assert self.code is not None
+        return self.code
+
+
+def test_ready_then_sigterm_unloads_and_exits_0(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    before = snapshot(node.host)
+    run = Running(node, DaemonSettings())
+    run.wait(lambda: run.readiness.get()[0], "ready")
+
+    assert run.http("/readyz")[0] == 200
+    assert run.state("ready") == 1
+    assert "intel_gpu_driver_ready 1.0" in run.http("/metrics")[1]
+    assert run.labels.states == ["loading", "ready"]
+    assert node.metrics.value("intel_gpu_driver_host_changes") == 5
+
+    assert run.finish() == 0
+    assert snapshot(node.host) == before
+    assert run.state("stopped") == 1
+
+
+def test_a_held_module_blocks_the_unload_until_the_deadline_then_exit_4(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    run = Running(node, DaemonSettings(unload_deadline=0.3, retry_interval=0.05))
+    run.wait(lambda: run.readiness.get()[0], "ready")
+    node.kernel.use("testgpu")
+    proc = node.host.root / "proc/777"
+    (proc / "fd").mkdir(parents=True)
+    (proc / "fd/5").symlink_to("/dev/testgpu")
+    (proc / "cmdline").write_bytes(b"sleep\x00infinity\x00")
+
+    assert run.finish() == 4
+    assert node.metrics.value("intel_gpu_driver_unload_blocked") == 1
+    assert node.metrics.value("intel_gpu_driver_unload_holders") == 1
+    holder = {"kind": "process", "name": "sleep infinity", "pid": "777", "pod": ""}
+    assert node.metrics.value("intel_gpu_driver_unload_holder", holder) == 1
+    assert "testgpu" in snapshot(node.host)["modules"], "never forced"
+
+
+def test_released_in_time_the_unload_succeeds(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    run = Running(node, DaemonSettings(unload_deadline=10, retry_interval=0.05))
+    run.wait(lambda: run.readiness.get()[0], "ready")
+    node.kernel.use("testgpu")
+    run.stop.set()
+    run.wait(lambda: node.metrics.value("intel_gpu_driver_unload_blocked") == 1, "blocked")
+    node.kernel.use("testgpu", -1)
+    assert run.finish() == 0
+    assert node.metrics.value("intel_gpu_driver_unload_blocked") == 0
+
+
+def test_an_unsupported_node_stays_up_not_ready_and_exits_0(tmp_path: Path) -> None:
+    node = make_node(tmp_path, gpu=False)
+    before = snapshot(node.host)
+    run = Running(node, DaemonSettings())
+    run.wait(lambda: run.state("unsupported") == 1, "unsupported")
+
+    assert run.thread.is_alive(), "no crash loop"
+    code, body = run.http("/readyz")
+    assert code == 503 and "no Intel data-center GPU" in body
+    assert run.labels.states[-1] == "unsupported"
+    assert run.finish() == 0
+    assert snapshot(node.host) == before
+
+
+def test_a_failed_load_rolls_back_stays_up_and_says_why(tmp_path: Path) -> None:
+    node = make_node(tmp_path, fail={"testgpu": "testgpu: Unknown symbol testgpu_missing_symbol (err -2)"})
+    before = snapshot(node.host)
+    run = Running(node, DaemonSettings())
+    run.wait(lambda: run.state("failed") == 1, "failed")
+    assert "modprobe testgpu" in run.readiness.get()[1]
+    assert snapshot(node.host)["modules"].keys() == before["modules"].keys()
+    assert run.finish() == 0
+
+
+def test_monitor_mode_sets_the_path_never_loads_and_restores_the_path(tmp_path: Path) -> None:
+    node = make_node(tmp_path, in_tree_i915=False)
+    run = Running(node, DaemonSettings(mode="monitor", monitor_interval=0.02))
+    run.wait(lambda: run.state("loading") == 1, "waiting for KMM")
+    assert snapshot(node.host)["firmware_path"] == b"/var/lib/firmware"
+    assert run.readiness.get()[1] == "testgpu is not loaded"
+    # KMM loads the driver: the agent notices it and becomes ready.
+    node.kernel.run(["modprobe", "-d", str(node.target.tree.modules_base), "-S", "k", "testgpu"])
+    run.wait(lambda: run.readiness.get()[0], "ready")
+    calls = len(node.kernel.calls)
+    assert run.finish() == 0
+    assert len(node.kernel.calls) == calls, "monitor mode never unloads"
+    assert snapshot(node.host)["firmware_path"] == b""
+
+
+def test_the_signal_handler_only_sets_the_event() -> None:
+    import os
+    import signal
+
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGUSR1)
+    try:
+        install_signal_handlers(stop, (signal.SIGUSR1,))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.wait(5)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.parametrize("kind", ["systemd", "cgroupfs"])
+def test_pod_of_a_process_from_its_cgroup(kind: str) -> None:
+    from agent.lifecycle.holders import pod_of
+
+    uid = "0a1b2c3d-1111-2222-3333-444455556666"
+    cid = "ab" * 32
+    text = (
+        f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}.slice/"
+        f"cri-containerd-{cid}.scope\n"
+        if kind == "systemd"
+        else f"12:devices:/kubepods/burstable/pod{uid}/{cid}\n"
+    )
+    assert pod_of(text) == (uid, cid[:12])
+    assert pod_of("0::/user.slice/session-1.scope\n") == ("", "")
