@@ -9,14 +9,19 @@ from agent.config import GlobalConfig
 from agent.discovery.node import NodeFacts, discover
 
 if TYPE_CHECKING:
+    import threading
+    from pathlib import Path
     from typing import TextIO
 
     from agent.build.config import BuildConfig
     from agent.build.service import BuildResult
     from agent.errors import RecipeError
+    from agent.lifecycle.commands import LifecycleCommands
+    from agent.lifecycle.config import LifecycleConfig
     from agent.recipes.loader import RecipeSet
     from agent.recipes.model import Recipe
     from agent.support import Verdict
+    from agent.tree import DriverTree
 
 
 @dataclass(frozen=True)
@@ -89,4 +94,122 @@ class App:
             )
         return CheckResult(facts, verdicts, chosen, why, tuple(notes), errors)
 
-    def build(self, config: BuildConfig
+    def build(self, config: BuildConfig, *, progress: TextIO | None = None) -> BuildResult:
+        """Build a driver tree (issue 3); SIGTERM/SIGINT stop it and leave nothing partial behind."""
+        import os
+        import signal
+        import threading
+
+        from agent.build.download import Fetcher, ProxySettings
+        from agent.build.service import Builder
+        from agent.host.runner import Runner
+
+        stop = threading.Event()
+        runner = Runner(stop=stop)
+        proxies = ProxySettings.from_env(
+            os.environ, http=config.http_proxy, https=config.https_proxy, no_proxy=config.no_proxy
+        )
+        fetcher = Fetcher(cache_dir=config.cache_dir, proxies=proxies, ca_bundle=config.ca_bundle, stop=stop)
+        builder = Builder(
+            host=self.host,
+            runner=runner,
+            cache_dir=config.cache_dir,
+            work_dir=config.work_dir,
+            fetcher=fetcher,
+            jobs=config.jobs,
+            signing=config.signing,
+            progress_stream=progress,
+        )
+        recipe = self.recipe(config.recipe)
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return builder.build_result(
+                recipe,
+                config.kernel,
+                config.out,
+                headers=config.headers,
+                source=config.source,
+                source_sha256=config.source_sha256,
+                firmware=config.firmware,
+                firmware_sha256=config.firmware_sha256,
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def lifecycle(self, config: LifecycleConfig, *, stop: threading.Event | None = None) -> LifecycleCommands:
+        """run/load/unload/status (issue 4): every lifecycle component, given its collaborators by keyword."""
+        import dataclasses
+        import threading
+
+        from agent.health import HealthServer, Readiness
+        from agent.host.runner import Runner
+        from agent.lifecycle.commands import LifecycleCommands
+        from agent.lifecycle.daemon import Daemon, DaemonSettings
+        from agent.lifecycle.engine import Lifecycle
+        from agent.lifecycle.firmware import Firmware
+        from agent.lifecycle.journal import FaultInjector, Journal, StateLock
+        from agent.lifecycle.labels import labeler_for
+        from agent.lifecycle.modules import Modules
+        from agent.lifecycle.source import TreeSource
+        from agent.lifecycle.verify import Kmsg, Verifier
+        from agent.metrics import Metrics
+
+        host = self.host
+        if config.state_dir:
+            host = dataclasses.replace(host, state_dir_name=config.state_dir.lstrip("/"))
+        stop = stop or threading.Event()
+        runner = Runner(stop=stop)
+        metrics, readiness, kmsg = Metrics(), Readiness(), Kmsg(host.dev_kmsg)
+        verifier = Verifier(host=host, kmsg=kmsg, stop=stop)
+        engine = Lifecycle(
+            host=host,
+            journal=Journal(host.state_dir / "journal.json", faults=FaultInjector.from_env()),
+            firmware=Firmware(host=host),
+            modules=Modules(host=host, runner=runner),
+            verifier=verifier,
+            kmsg=kmsg,
+            metrics=metrics,
+        )
+
+        def build(recipe: Recipe, kernel: str, out: Path) -> DriverTree:
+            from agent.build.service import Builder
+
+            builder = Builder(host=host, runner=runner, cache_dir=host.build_cache_dir)
+            return builder.build(recipe, kernel, out, headers=host.resolve(host.kernel_headers_dir(kernel)))
+
+        source = TreeSource(
+            host=host, tree_dir=config.driver_tree, recipe_spec=config.recipe, find_recipe=self.recipe, build=build
+        )
+
+        def discover_facts() -> NodeFacts:
+            return discover(host, use_udev=False, driver_module=self._main_module(config))
+
+        def make_daemon() -> Daemon:
+            return Daemon(
+                lifecycle=engine,
+                source=source,
+                discover=discover_facts,
+                metrics=metrics,
+                readiness=readiness,
+                labeler=labeler_for(config.node_name),
+                health=HealthServer(config.listen, metrics, readiness),
+                stop=stop,
+                settings=DaemonSettings(mode=config.mode, unload_deadline=config.unload_deadline),
+            )
+
+        return LifecycleCommands(
+            lifecycle=engine,
+            source=source,
+            discover=discover_facts,
+            lock=StateLock(host.state_dir / "lock"),
+            stop=stop,
+            make_daemon=make_daemon,
+            unload_deadline=config.unload_deadline,
+        )
+
+    def _main_module(self, config: LifecycleConfig) -> str:
+        try:
+            return self.recipe(config.recipe).main_module if config.recipe else "i915"
+        except Exception:
+            return "i915"

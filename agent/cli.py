@@ -163,6 +163,98 @@ def build(app: Any, /, as_json: bool, **options: Any) -> None:
     click.echo(result_json(result) if as_json else result_text(result))
 
 
+# --- lifecycle (issue 4): run, load, unload, status ------------------------------------------------
+def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
+    """The options the lifecycle commands share (the Helm chart sets them as INTEL_GPU_AGENT_*)."""
+    opts = [
+        option("--driver-tree", env="DRIVER_TREE", default=None, help="A tree made by `build` (or one per kernel)."),
+        option("--recipe", env="RECIPE", default=None, help="Recipe name or TOML; built here if no tree fits."),
+        option("--state-dir", env="STATE_DIR", default=None, help="Host folder of the journal and build cache."),
+        option("--unload-deadline", env="UNLOAD_DEADLINE", default=60.0, show_default=True, type=float,
+               help="Seconds to retry a busy unload before exiting 4."),
+    ]
+    if daemon:
+        opts += [
+            option("--mode", env="MODE", default="load", show_default=True, type=click.Choice(["load", "monitor"]),
+                   help="monitor: KMM loads the driver; only check, verify and serve."),
+            option("--listen", env="LISTEN", default="0.0.0.0:9480", show_default=True, help="HOST:PORT to serve."),
+            option("--node-name", env="NODE_NAME", default=None, help="Node to label via the API server."),
+        ]
+
+    def decorate(f: F) -> F:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+def _lifecycle(app: Any, **options: Any) -> Any:
+    from agent.lifecycle.config import make_lifecycle_config
+
+    return app.lifecycle(make_lifecycle_config(**options))
+
+
+@cli.command()
+@lifecycle_options(daemon=True)
+@click.pass_context
+def run(ctx: click.Context, /, **options: Any) -> None:
+    """Load, verify and serve until SIGTERM, then put the node back as it was (the DaemonSet's command)."""
+    ctx.exit(_lifecycle(ctx.obj, **options).run())
+
+
+@cli.command()
+@lifecycle_options()
+@json_option
+@click.pass_obj
+def load(app: Any, /, as_json: bool, **options: Any) -> None:
+    """Load and verify the driver once and leave it loaded. Exit 3 unsupported, 4 busy, 5 failed."""
+    from agent import report
+
+    outcome = _lifecycle(app, **options).load()
+    if as_json:
+        click.echo(report.dumps(outcome))
+    else:
+        click.echo(
+            f"driver loaded and verified: {outcome.changes} host change(s)"
+            + (" (already in place)" if outcome.warm else "")
+            + f", {outcome.verification.gpus} GPU(s), render nodes "
+            + (", ".join(outcome.verification.render_nodes) or "-")
+            + f", {outcome.seconds:.2f}s"
+        )
+
+
+@cli.command()
+@lifecycle_options()
+@click.pass_obj
+def unload(app: Any, /, **options: Any) -> None:
+    """Undo everything the journal records, in reverse; a busy module is never forced (exit 4)."""
+    undone = _lifecycle(app, mode="monitor", **options).unload()
+    click.echo(f"unloaded: {undone} change(s) undone" if undone else "nothing to undo: no journal on this host")
+
+
+@cli.command()
+@lifecycle_options()
+@json_option
+@click.pass_obj
+def status(app: Any, /, as_json: bool, **options: Any) -> None:
+    """What the journal holds and what the host says: phase, changes, loaded modules, firmware path."""
+    from agent import report
+
+    data = _lifecycle(app, mode="monitor", **options).status()
+    if as_json:
+        click.echo(report.dumps(data))
+        return
+    click.echo(f"journal:        {data['journal']} (phase {data['phase']})")
+    click.echo(f"driver:         {data['recipe'] or '-'} for {data['kernel'] or '-'} from {data['tree'] or '-'}")
+    click.echo(f"firmware path:  {data['firmware_path']!r}")
+    for name, module in data["loaded"].items():
+        click.echo(f"loaded:         {name} srcversion {module['srcversion']} refcount {module['refcount']}")
+    for change in data["changes"]:
+        detail = " ".join(f"{k}={v}" for k, v in change.items() if k not in ("kind", "status"))
+        click.echo(f"change:         {change['kind']} [{change['status']}] {detail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit codes follow DESIGN.md (0 ok, 1 bug, 2 usage, 3 unsupported, 4 transient, 5 build)."""
     try:
