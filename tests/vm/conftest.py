@@ -5,10 +5,11 @@ A missing tool or kernel FAILS these tests (never skips): CI must install everyt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
-from conftest import need_tool
 
 from vm.kernel import Kernel, KernelError, find_kernel
 from vm.machine import Vm
@@ -16,6 +17,21 @@ from vm.testdriver import MODULES, build
 
 VM_TOOLS = ("qemu-system-x86_64", "busybox", "modprobe", "depmod", "modinfo")
 BUILD_TOOLS = ("make", "gcc", "modinfo")
+ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+
+
+@pytest.fixture(scope="session")
+def tool(pytestconfig: pytest.Config) -> Callable[[str], str]:
+    """``need_tool`` of tests/conftest.py: a tool's path; a missing tool fails the test.
+
+    Not ``from conftest import need_tool``: pytest imports every conftest.py outside a package as the
+    module ``conftest``, so that name means whichever was collected last (tests/chart/, tests/lifecycle/).
+    The root conftest is found among pytest's plugins instead.
+    """
+    for plugin in pytestconfig.pluginmanager.get_plugins():
+        if Path(getattr(plugin, "__file__", None) or "/").resolve() == ROOT_CONFTEST:
+            return cast(Callable[[str], str], plugin.need_tool)
+    raise RuntimeError(f"{ROOT_CONFTEST} is not loaded as a pytest plugin")
 
 
 @pytest.fixture(scope="session")
@@ -31,21 +47,23 @@ def vm_kernel() -> Kernel:
 
 
 @pytest.fixture(scope="session")
-def vm(vm_kernel: Kernel) -> Vm:
+def vm(vm_kernel: Kernel, tool: Callable[[str], str]) -> Vm:
     """A VM of the installed kernel with its boot images built (and cached across runs)."""
-    for tool in VM_TOOLS:
-        need_tool(tool)
-    machine = Vm(kernel=vm_kernel, busybox=Path(need_tool("busybox")), qemu=need_tool("qemu-system-x86_64"))
+    for name in VM_TOOLS:
+        tool(name)
+    machine = Vm(kernel=vm_kernel, busybox=Path(tool("busybox")), qemu=tool("qemu-system-x86_64"))
     machine.images()
     return machine
 
 
 @pytest.fixture(scope="session")
-def testgpu_modules(vm_kernel: Kernel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def testgpu_modules(
+    vm_kernel: Kernel, tool: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """The test driver built for the installed kernel's headers: module name → .ko file."""
-    for tool in BUILD_TOOLS:
-        need_tool(tool)
+    for name in BUILD_TOOLS:
+        tool(name)
     folder = tmp_path_factory.mktemp("testgpu-build")
-    done = build(vm_kernel.headers, folder, make=need_tool("make"))
+    done = build(vm_kernel.headers, folder, make=tool("make"))
     assert done.returncode == 0, f"the test driver failed to build:\n{done.stdout}\n{done.stderr}"
     return {name: folder / f"{name}.ko" for name in MODULES}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import need_tool
 
 from vm.kernel import Kernel
 from vm.testdriver import FIRMWARE, FIRMWARE_NAMES, MODULES, RECIPES, build, modinfo
@@ -30,16 +30,20 @@ def test_modules_are_built_for_the_installed_kernel(vm_kernel: Kernel, testgpu_m
 
 
 @pytest.mark.slow
-def test_broken_source_fails_with_a_compiler_error(vm_kernel: Kernel, tmp_path: Path) -> None:
-    done = build(vm_kernel.headers, tmp_path, ["TESTGPU_BROKEN_SOURCE=1"], make=need_tool("make"))
+def test_broken_source_fails_with_a_compiler_error(
+    vm_kernel: Kernel, tool: Callable[[str], str], tmp_path: Path
+) -> None:
+    done = build(vm_kernel.headers, tmp_path, ["TESTGPU_BROKEN_SOURCE=1"], make=tool("make"))
     assert done.returncode != 0
     assert "testgpu.c:" in done.stderr
     assert "error: too few arguments to function 'testgpu_resize_bar'" in done.stderr
 
 
 @pytest.mark.slow
-def test_unresolved_symbol_fails_modpost_or_warns_like_the_backport(vm_kernel: Kernel, tmp_path: Path) -> None:
-    strict = build(vm_kernel.headers, tmp_path / "strict", ["TESTGPU_BROKEN_SYMBOL=1"], make=need_tool("make"))
+def test_unresolved_symbol_fails_modpost_or_warns_like_the_backport(
+    vm_kernel: Kernel, tool: Callable[[str], str], tmp_path: Path
+) -> None:
+    strict = build(vm_kernel.headers, tmp_path / "strict", ["TESTGPU_BROKEN_SYMBOL=1"], make=tool("make"))
     assert strict.returncode != 0
     assert 'ERROR: modpost: "testgpu_missing_symbol"' in strict.stderr
     lenient = build(
@@ -47,7 +51,7 @@ def test_unresolved_symbol_fails_modpost_or_warns_like_the_backport(vm_kernel: K
         tmp_path / "lenient",
         ["TESTGPU_BROKEN_SYMBOL=1"],
         env={"KBUILD_MODPOST_WARN": "1"},
-        make=need_tool("make"),
+        make=tool("make"),
     )
     assert lenient.returncode == 0, lenient.stderr
     assert 'WARNING: modpost: "testgpu_missing_symbol"' in lenient.stderr
