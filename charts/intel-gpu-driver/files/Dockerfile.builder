@@ -24,7 +24,13 @@
 #                        (the nodes' distribution and release); a mirror behind a proxy
 #   HTTP_PROXY, HTTPS_PROXY, NO_PROXY   for apt, pip and the driver downloads (not kept in the image)
 #   AGENT_SOURCE, AGENT_SOURCE_SHA256   a source archive URL of this project and its sha256
+#   CA_BUNDLE            PEM file of extra CA certificates (TLS-intercepting proxies), used when it
+#                        exists at build time: a KMM build secret `ca-bundle` (key ca.crt) is mounted
+#                        at the default path; with buildah: --volume host.pem:/run/secrets/ca-bundle/ca.crt
 #   VERSION, SOURCE_URL  the agent's version and where the source is published, for the labels
+#
+# Every RUN starts with `set -eu`: SHELL (bash, pipefail) is honoured by Docker and kaniko, but
+# buildah and podman ignore it when they write OCI images.
 ARG BASE_IMAGE=ubuntu:22.04
 
 # --- runtime: Python >= 3.11 and kmod, shared by the build stage and the image ---------------------
@@ -36,7 +42,8 @@ SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 # Versions are those of BASE_IMAGE's release: pinning them here would break every other base.
 # python3 is 3.10 on Ubuntu 22.04: take python3.11 there.
 # hadolint ignore=DL3008
-RUN export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
+RUN set -eu; \
+    export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
     export DEBIAN_FRONTEND=noninteractive; \
     apt-get update -qq; \
     py=python3; \
@@ -54,10 +61,16 @@ ARG KERNEL_FULL_VERSION
 ARG HTTP_PROXY
 ARG HTTPS_PROXY
 ARG NO_PROXY
+ARG CA_BUNDLE=/run/secrets/ca-bundle/ca.crt
+# pip, the agent's downloads and Python's urllib all trust the system store (plus CA_BUNDLE).
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 # Toolchain of the i915 backport build; the headers package pulls in the compiler its kernel was
 # built with. Its name carries the kernel release, so there is nothing else to pin.
 # hadolint ignore=DL3008
-RUN export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
+RUN set -eu; \
+    export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
     export DEBIAN_FRONTEND=noninteractive; \
     if [ -z "${KERNEL_FULL_VERSION:-}" ]; then \
       echo "error: build arg KERNEL_FULL_VERSION is empty: set it to the nodes' kernel release (uname -r there)" >&2; \
@@ -75,6 +88,10 @@ RUN export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy=
       "$headers" gcc make flex bison bc libelf-dev xz-utils zstd ca-certificates "$py-venv" >/dev/null; \
     rm -rf /var/lib/apt/lists/*; \
     test -d "/lib/modules/${KERNEL_FULL_VERSION}/build"; \
+    if [ -f "$CA_BUNDLE" ]; then \
+      cp "$CA_BUNDLE" /usr/local/share/ca-certificates/build-ca-bundle.crt; \
+      update-ca-certificates >/dev/null; \
+    fi; \
     "$py" -m venv /usr/local/lib/intel-gpu-agent
 
 # The build context: the repository (.dockerignore keeps it to the agent, recipes and the test
@@ -82,7 +99,8 @@ RUN export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy=
 COPY . /src
 ARG AGENT_SOURCE=""
 ARG AGENT_SOURCE_SHA256=""
-RUN export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
+RUN set -eu; \
+    export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
     venv=/usr/local/lib/intel-gpu-agent; \
     if [ ! -f /src/pyproject.toml ]; then \
       if [ -z "$AGENT_SOURCE" ] || [ -z "$AGENT_SOURCE_SHA256" ]; then \
@@ -105,7 +123,8 @@ ARG RECIPE=i915-2350.145
 WORKDIR /src
 # The agent picks -j from the CPUs available, fetches and checks every input by sha256 over TLS,
 # and runs depmod -b /out/opt for KERNEL_FULL_VERSION (never the build machine's kernel).
-RUN export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
+RUN set -eu; \
+    export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
     intel-gpu-agent build --recipe "$RECIPE" --kernel "$KERNEL_FULL_VERSION" --out /out; \
     test -f "/out/opt/lib/modules/${KERNEL_FULL_VERSION}/modules.dep"; \
     test -f /out/manifest.json
