@@ -22,6 +22,8 @@ log = get_logger(__name__)
 
 CHUNK = 1 << 20
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+DEFAULT_ATTEMPTS = 4
+DEFAULT_BACKOFF = 1.0  # seconds before the 2nd attempt, doubling after each failure
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,8 @@ class Fetcher:
         proxies: ProxySettings,
         ca_bundle: Path | None = None,
         stop: threading.Event | None = None,
-        attempts: int = 4,
-        backoff: float = 1.0,
+        attempts: int | None = None,
+        backoff: float | None = None,
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
         session_factory: Callable[[], requests.Session] | None = None,
@@ -112,8 +114,8 @@ class Fetcher:
         self._proxies = proxies
         self._ca_bundle = ca_bundle
         self._stop = stop or threading.Event()
-        self._attempts = max(1, attempts)
-        self._backoff = backoff
+        self._attempts = max(1, attempts if attempts is not None else DEFAULT_ATTEMPTS)
+        self._backoff = backoff if backoff is not None else DEFAULT_BACKOFF
         self._timeouts = (connect_timeout, read_timeout)
         self._session_factory = session_factory
         self.downloaded: list[str] = []  # URLs actually fetched over the network (tests and logs)

@@ -1,0 +1,66 @@
+"""Helpers of the build tests: the headers' kernel, recipes, builders, tarballs."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from agent.build.download import Fetcher, ProxySettings
+from agent.build.service import Builder
+from agent.host.paths import HostPaths
+from agent.host.runner import Runner
+from agent.recipes.loader import load_recipe
+from agent.recipes.model import Recipe
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "tests" / "recipes"
+DRIVER = REPO / "tests" / "driver"
+JOBS = 2
+SOURCE_NAMES = ("Kbuild", "Makefile", "README.md")
+
+
+def headers_kernel() -> str:
+    """The kernel whose headers are installed (Debian's, not the running kernel): fails when there is none."""
+    found = (
+        sorted(p.name for p in Path("/lib/modules").iterdir() if (p / "build" / "Makefile").is_file())
+        if Path("/lib/modules").is_dir()
+        else []
+    )
+    if not found:
+        pytest.fail("no kernel headers in /lib/modules/*/build: run scripts/install-deps (linux-headers-amd64)")
+    return found[-1]
+
+
+def recipe(name: str = "testgpu") -> Recipe:
+    return load_recipe(RECIPES / f"{name}.toml")
+
+
+def make_builder(cache: Path, *, runner: Runner | None = None, fetcher: Fetcher | None = None, **kw: object) -> Builder:
+    """A Builder on the real host (for its headers) with its own cache and work folders."""
+    runner = runner or Runner()
+    return Builder(
+        host=HostPaths(Path("/")),
+        runner=runner,
+        cache_dir=cache,
+        fetcher=fetcher
+        or Fetcher(cache_dir=cache, proxies=ProxySettings(), stop=runner.stop_event, attempts=3, backoff=0.01),
+        jobs=JOBS,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def tarball_of(folder: Path, top: str, *, extra: dict[str, bytes] | None = None) -> bytes:
+    """A .tar.gz of ``folder`` under ``top/`` (plus raw ``extra`` members, names taken as they are)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and (path.suffix in (".c", ".h") or path.name in SOURCE_NAMES):
+                archive.add(path, arcname=f"{top}/{path.relative_to(folder).as_posix()}")
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
