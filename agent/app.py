@@ -94,7 +94,48 @@ class App:
             )
         return CheckResult(facts, verdicts, chosen, why, tuple(notes), errors)
 
-    def build(self, config: BuildConfig
+    def build(self, config: BuildConfig, *, progress: TextIO | None = None) -> BuildResult:
+        """Build a driver tree (issue 3); SIGTERM/SIGINT stop it and leave nothing partial behind."""
+        import os
+        import signal
+        import threading
+
+        from agent.build.download import Fetcher, ProxySettings
+        from agent.build.service import Builder
+        from agent.host.runner import Runner
+
+        stop = threading.Event()
+        runner = Runner(stop=stop)
+        proxies = ProxySettings.from_env(
+            os.environ, http=config.http_proxy, https=config.https_proxy, no_proxy=config.no_proxy
+        )
+        fetcher = Fetcher(cache_dir=config.cache_dir, proxies=proxies, ca_bundle=config.ca_bundle, stop=stop)
+        builder = Builder(
+            host=self.host,
+            runner=runner,
+            cache_dir=config.cache_dir,
+            work_dir=config.work_dir,
+            fetcher=fetcher,
+            jobs=config.jobs,
+            signing=config.signing,
+            progress_stream=progress,
+        )
+        recipe = self.recipe(config.recipe)
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            return builder.build_result(
+                recipe,
+                config.kernel,
+                config.out,
+                headers=config.headers,
+                source=config.source,
+                source_sha256=config.source_sha256,
+                firmware=config.firmware,
+                firmware_sha256=config.firmware_sha256,
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def lifecycle(self, config: LifecycleConfig, *, stop: threading.Event | None = None) -> LifecycleCommands:
         """run/load/unload/status (issue 4): every lifecycle component, given its collaborators by keyword."""
