@@ -16,6 +16,8 @@ _SIGNATURE = re.compile(
 # "5.15.0-135-generic", "6.1.0-57-amd64", "6.8.0-1015-aws", "6.1.131"
 _RELEASE = re.compile(r"^(?P<base>\d+\.\d+(?:\.\d+)?)(?:-(?P<abi>\d+))?(?:[-.](?P<flavour>[A-Za-z][\w.+-]*))?")
 # Debian puts the real upstream version in /proc/version: "... Debian 6.1.158-1 (2025-11-08)"
+# The compiler's version comes first ("gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"): the LAST match,
+# in the build string ("#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3"), names the kernel.
 _DEBIAN = re.compile(r"Debian (?P<upstream>\d+\.\d+\.\d+)")
 
 
@@ -52,7 +54,7 @@ def parse_kernel(release: str, *, version: str = "", signature: str = "", header
         abi = sig.group("abi")
         flavour = sig.group("flavour")
     else:
-        debian = _DEBIAN.search(version)
+        debian = next(reversed(list(_DEBIAN.finditer(version))), None)
         if debian:
             upstream = debian.group("upstream")
     numbers = upstream.split(".")

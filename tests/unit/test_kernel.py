@@ -48,3 +48,11 @@ def test_unreadable_release_is_a_clear_error(tmp_path: Path) -> None:
     FakeHost(tmp_path)
     with pytest.raises(HostReadError, match=r"cannot read the kernel release from .*osrelease"):
         detect_kernel(FakeHost(tmp_path).paths)
+
+
+def test_debian_upstream_version_is_not_the_compilers() -> None:
+    version = (
+        "Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0, "
+        "GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-01-01)"
+    )
+    assert parse_kernel("6.1.0-57-amd64", version=version).upstream == "6.1.192"
