@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cases import CASES
-from chartlib import Doc, make_chart_copy, render
+from .cases import CASES
+from .chartlib import Doc, make_chart_copy, render
 
 
 @pytest.fixture(scope="session")

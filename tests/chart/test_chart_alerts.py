@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chartlib import Doc, one, tool
+
+from .chartlib import Doc, one, tool
 
 NODE = {"namespace": "inteldeviceplugins", "pod": "intel-gpu-driver-build-abcde", "node": "gpunode01"}
 

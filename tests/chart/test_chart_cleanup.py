@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chartlib import REPO
+
+from .chartlib import REPO
 
 FAKE = """#!/usr/bin/env bash
 echo "$(basename "$0") $*" >> "$CALLS"

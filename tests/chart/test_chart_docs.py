@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
-from chartlib import CHART, REPO
+
+from .chartlib import CHART, REPO
 
 SUBCHARTS = {"cert-manager", "node-feature-discovery", "intel-device-plugins-operator", "intel-device-plugins-gpu"}
 FREE_FORM = {

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from cases import CASES
-from chartlib import CHART, KUBE_VERSIONS, NAMESPACE, REPO, STAND_INS, Doc, find, helm, kube_validator, one, set_args
-from shapes import SHAPES, check
+
+from .cases import CASES
+from .chartlib import CHART, KUBE_VERSIONS, NAMESPACE, REPO, STAND_INS, Doc, find, helm, kube_validator, one, set_args
+from .shapes import SHAPES, check
 
 CRD_GROUPS = {"kmm.sigs.x-k8s.io", "nfd.k8s-sigs.io", "deviceplugin.intel.com", "monitoring.coreos.com"}
 STATE_READY = {"gpu-driver.intel.com/state": "ready"}

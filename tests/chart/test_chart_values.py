@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cases import KMM
-from chartlib import NAMESPACE, RELEASE, helm, set_args
+
+from .cases import KMM
+from .chartlib import NAMESPACE, RELEASE, helm, set_args
 
 
 def refused(chart: Path, values: dict[str, Any]) -> str:
