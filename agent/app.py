@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from agent.errors import RecipeError
     from agent.lifecycle.commands import LifecycleCommands
     from agent.lifecycle.config import LifecycleConfig
+    from agent.lifecycle.daemon import Daemon
     from agent.recipes.loader import RecipeSet
     from agent.recipes.model import Recipe
     from agent.support import Verdict
@@ -137,15 +138,15 @@ class App:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def lifecycle(self, config: LifecycleConfig, *, stop: threading.Event | None = None) -> LifecycleCommands:
+    def lifecycle(
+        self, config: LifecycleConfig, *, daemon: bool = False, stop: threading.Event | None = None
+    ) -> LifecycleCommands:
         """run/load/unload/status (issue 4): every lifecycle component, given its collaborators by keyword."""
         import dataclasses
         import threading
 
-        from agent.health import HealthServer, Readiness
         from agent.host.runner import Runner
         from agent.lifecycle.commands import LifecycleCommands
-        from agent.lifecycle.daemon import Daemon, DaemonSettings
         from agent.lifecycle.engine import Lifecycle
         from agent.lifecycle.firmware import Firmware
         from agent.lifecycle.journal import FaultInjector, Journal, StateLock
@@ -153,14 +154,17 @@ class App:
         from agent.lifecycle.modules import Modules
         from agent.lifecycle.source import TreeSource
         from agent.lifecycle.verify import Kmsg, Verifier
-        from agent.metrics import Metrics
 
         host = self.host
         if config.state_dir:
             host = dataclasses.replace(host, state_dir_name=config.state_dir.lstrip("/"))
         stop = stop or threading.Event()
         runner = Runner(stop=stop)
-        metrics, readiness, kmsg = Metrics(), Readiness(), Kmsg(host.dev_kmsg)
+        # One-shot commands export no metrics: prometheus_client and http.server cost seconds on slow nodes.
+        if daemon:
+            from agent.metrics import Metrics
+
+        metrics, kmsg = Metrics() if daemon else None, Kmsg(host.dev_kmsg)
         verifier = Verifier(host=host, kmsg=kmsg, stop=stop)
         engine = Lifecycle(
             host=host,
@@ -186,6 +190,11 @@ class App:
             return discover(host, use_udev=False, driver_module=self._main_module(config))
 
         def make_daemon() -> Daemon:
+            from agent.health import HealthServer, Readiness
+            from agent.lifecycle.daemon import Daemon, DaemonSettings
+
+            assert metrics is not None, "built with daemon=True"
+            readiness = Readiness()
             return Daemon(
                 lifecycle=engine,
                 source=source,

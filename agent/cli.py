@@ -189,10 +189,10 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
     return decorate
 
 
-def _lifecycle(app: Any, **options: Any) -> Any:
+def _lifecycle(app: Any, daemon: bool = False, **options: Any) -> Any:
     from agent.lifecycle.config import make_lifecycle_config
 
-    return app.lifecycle(make_lifecycle_config(**options))
+    return app.lifecycle(make_lifecycle_config(**options), daemon=daemon)
 
 
 @cli.command()
@@ -200,7 +200,7 @@ def _lifecycle(app: Any, **options: Any) -> Any:
 @click.pass_context
 def run(ctx: click.Context, /, **options: Any) -> None:
     """Load, verify and serve until SIGTERM, then put the node back as it was (the DaemonSet's command)."""
-    ctx.exit(_lifecycle(ctx.obj, **options).run())
+    ctx.exit(_lifecycle(ctx.obj, daemon=True, **options).run())
 
 
 @cli.command()

@@ -5,16 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError
-from agent.lifecycle.daemon import Daemon, install_signal_handlers
 from agent.lifecycle.engine import Lifecycle, Outcome
 from agent.lifecycle.journal import StateLock
 from agent.lifecycle.modules import BusyError
+from agent.lifecycle.signals import install_signal_handlers
 from agent.lifecycle.source import TreeSource
 from agent.logs import get_logger
+
+if TYPE_CHECKING:
+    from agent.lifecycle.daemon import Daemon
 
 log = get_logger(__name__)
 

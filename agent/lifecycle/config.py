@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import UsageError
-from agent.health import parse_listen
 
 ENV = "INTEL_GPU_AGENT_"
 MODES = ("load", "monitor")
+DEFAULT_LISTEN = "0.0.0.0:9480"
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class LifecycleConfig:
     driver_tree: Path | None = None
     recipe: str | None = None
     mode: str = "load"
-    listen: str = "0.0.0.0:9480"
+    listen: str = DEFAULT_LISTEN
     unload_deadline: float = 60.0
     node_name: str | None = None
     state_dir: str | None = None  # a host path, as seen on the node
@@ -30,7 +30,7 @@ def make_lifecycle_config(
     driver_tree: str | None = None,
     recipe: str | None = None,
     mode: str = "load",
-    listen: str = "0.0.0.0:9480",
+    listen: str = DEFAULT_LISTEN,
     unload_deadline: float = 60.0,
     node_name: str | None = None,
     state_dir: str | None = None,
@@ -38,10 +38,13 @@ def make_lifecycle_config(
     """Validate; a bad value raises ``UsageError`` naming the option and its variable."""
     if mode not in MODES:
         raise UsageError(f"--mode ({ENV}MODE) must be one of {', '.join(MODES)}, got {mode!r}")
-    try:
-        parse_listen(listen)
-    except ValueError as e:
-        raise UsageError(f"--listen ({ENV}LISTEN): {e}") from e
+    if listen != DEFAULT_LISTEN:
+        from agent.health import parse_listen  # http.server is costly: only when there is something to check
+
+        try:
+            parse_listen(listen)
+        except ValueError as e:
+            raise UsageError(f"--listen ({ENV}LISTEN): {e}") from e
     if not 0 < unload_deadline <= 3600:
         raise UsageError(
             f"--unload-deadline ({ENV}UNLOAD_DEADLINE) must be between 0 and 3600 seconds (below the pod's "

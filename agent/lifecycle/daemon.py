@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType
 
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError, BuildError, StopRequestedError, TransientError, UnsupportedHostError
@@ -35,16 +33,6 @@ class DaemonSettings:
     retry_interval: float = 1.0
     blocked_retry: float = 30.0
     monitor_interval: float = 10.0
-
-
-def install_signal_handlers(stop: threading.Event, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
-    """SIGTERM/SIGINT only set ``stop`` (installed explicitly: as PID 1 in a container there is no default)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in signals:
-        signal.signal(sig, handler)
 
 
 class Daemon:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError, IntegrityError, LoadError, UnsupportedHostError, UsageError
@@ -19,10 +19,12 @@ from agent.lifecycle.journal import Journal
 from agent.lifecycle.modules import LOADED, REMOVED, Modules, load_sequence, norm, ours
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
-from agent.metrics import Metrics
 from agent.recipes.model import Recipe
 from agent.support import UNSUPPORTED, judge
 from agent.tree import DriverTree
+
+if TYPE_CHECKING:
+    from agent.metrics import Metrics
 
 log = get_logger(__name__)
 
@@ -67,7 +69,7 @@ class Lifecycle:
         modules: Modules,
         verifier: Verifier,
         kmsg: Kmsg,
-        metrics: Metrics,
+        metrics: Metrics | None = None,
     ) -> None:
         self.host = host
         self.journal = journal
@@ -88,7 +90,8 @@ class Lifecycle:
             yield
         finally:
             seconds = time.monotonic() - started
-            self.metrics.step_seconds.labels(step=name).observe(seconds)
+            if self.metrics is not None:
+                self.metrics.step_seconds.labels(step=name).observe(seconds)
             log.debug("step_done", step=name, seconds=round(seconds, 3))
 
     # --- checks before any host change -------------------------------------------------------

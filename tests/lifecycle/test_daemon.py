@@ -13,7 +13,8 @@ import pytest
 from lifecycle.fakes import Node, make_node, recipe, snapshot
 
 from agent.health import HealthServer, Readiness
-from agent.lifecycle.daemon import Daemon, DaemonSettings, install_signal_handlers
+from agent.lifecycle.daemon import Daemon, DaemonSettings
+from agent.lifecycle.signals import install_signal_handlers
 from agent.lifecycle.source import TreeSource
 
 
