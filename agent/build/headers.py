@@ -6,12 +6,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.discovery.kernel import KernelInfo, parse_kernel
-from agent.discovery.os_release import OsInfo, detect_os
 from agent.errors import UsageError
 from agent.host.files import read_optional
-from agent.host.paths import HostPaths
+
+if TYPE_CHECKING:
+    # Only diagnosis and error messages need these; a no-op rebuild must not pay for importing them.
+    from agent.discovery.kernel import KernelInfo
+    from agent.discovery.os_release import OsInfo
+    from agent.host.paths import HostPaths
 
 # Files whose content pins what a module built against these headers links to.
 IDENTITY_FILES = (".config", "Module.symvers", "include/generated/utsrelease.h", "include/generated/autoconf.h")
@@ -51,10 +55,14 @@ class KernelHeaders:
 
     def kernel_info(self) -> KernelInfo:
         """The target kernel as the support verdict sees it (upstream version from the headers)."""
+        from agent.discovery.kernel import parse_kernel
+
         return parse_kernel(self.kernel, version=self.uts_version, signature=self.version_signature, headers=True)
 
     def os_info(self, host: HostPaths) -> OsInfo:
         """The OS the kernel belongs to: the headers say it when they can, else the host's os-release."""
+        from agent.discovery.os_release import OsInfo, detect_os
+
         if self.version_signature.startswith("Ubuntu"):
             return OsInfo(id="ubuntu", version_id="", pretty_name="Ubuntu (from the kernel headers)")
         if "CONFIG_SUSE_KERNEL" in self.config:
@@ -66,6 +74,8 @@ class KernelHeaders:
 
 def headers_package(host: HostPaths, kernel: str) -> str:
     """The package that installs headers for ``kernel`` on the host's distribution."""
+    from agent.discovery.os_release import detect_os
+
     os_info = detect_os(host)
     if os_info.id in ("rhel", "centos", "rocky", "almalinux", "fedora") or os_info.is_like("rhel"):
         return f"kernel-devel-{kernel}"

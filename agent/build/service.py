@@ -16,21 +16,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__
-from agent.build.headers import KernelHeaders, find_headers
+from agent.build.headers import find_headers
 from agent.build.sources import FOLDER, URL, InputSpec, content_root, input_spec, safe_extract, verify_file
 from agent.errors import CommandError, StopRequestedError, UsageError
 from agent.host.files import sha256_file
-from agent.host.paths import HostPaths
-from agent.host.runner import Runner
 from agent.logs import get_logger
-from agent.recipes.model import Recipe
 from agent.tree import MANIFEST, DriverTree, Manifest, load_tree, write_manifest
 
 if TYPE_CHECKING:
     # Only a real build needs these: a no-op rebuild must answer in well under 150 ms.
     from agent.build.download import Fetcher
+    from agent.build.headers import KernelHeaders
     from agent.build.make import BuildOutput
     from agent.build.signing import SigningKey
+    from agent.host.paths import HostPaths
+    from agent.host.runner import Runner
+    from agent.recipes.model import Recipe
 
 log = get_logger(__name__)
 

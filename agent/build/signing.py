@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.build.headers import KernelHeaders
 from agent.errors import BuildError, UsageError
 from agent.host.files import sha256_file
-from agent.host.runner import Runner
+
+if TYPE_CHECKING:
+    from agent.build.headers import KernelHeaders
+    from agent.host.runner import Runner
 
 SIGNATURE_MAGIC = b"~Module signature appended~\n"
 

@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 
 from agent.errors import IntegrityError, UsageError
 from agent.host.files import CHUNK, sha256_file
-from agent.recipes.model import Archive, Recipe
 
 if TYPE_CHECKING:
     import tarfile
+
+    from agent.recipes.model import Archive, Recipe
 
 URL = "url"
 TARBALL = "tarball"

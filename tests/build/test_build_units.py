@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from agent import logs as agent_logs
 from agent.build.collect import StagedModule, check_vermagic, parse_modinfo, place_firmware
 from agent.build.headers import HeadersMissingError, find_headers
 from agent.build.make import BuildOutput, Progress, expand
@@ -78,6 +79,8 @@ def test_progress_is_a_log_event_when_not_on_a_terminal() -> None:
     now = [0.0]
     progress = Progress(label="testgpu for 6.1", stream=io.StringIO(), interval=10.0, clock=lambda: now[0])
     output = BuildOutput(objects=4)
+    # structlog is configured lazily on the first event; do it now or it would replace the capture.
+    agent_logs._setup()
     with capture_logs() as logs:
         progress.update(output)
         now[0] = 10.5
