@@ -465,3 +465,19 @@ def test_chart_defaults_are_what_the_lts_recipe_says() -> None:
     flavours = recipe["support"]["ubuntu_flavours"]
     ubuntu = sorted(f"{k['kernel']}-{f}" for k in recipe["support"]["kernels"] if k["os"] == "ubuntu" for f in flavours)
     assert sorted(values["kmm"]["kernels"]) == ubuntu
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_chart_accepts_each_supported_kubernetes_version(chart: Path, version: str) -> None:
+    helm("template", "intel-gpu", str(chart), "--namespace", NAMESPACE, "--kube-version", f"{version}.0")
+
+
+def test_chart_packages_with_its_files(chart: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    helm("package", str(chart), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("intel-gpu-driver-*.tgz")
+    with tarfile.open(package) as tar:
+        names = set(tar.getnames())
+    for name in ("values.schema.json", "files/Dockerfile.builder", "files/dashboard.json", "templates/NOTES.txt"):
+        assert f"intel-gpu-driver/{name}" in names
