@@ -66,7 +66,7 @@ def make_build_config(
         recipe=recipe,
         kernel=kernel.strip(),
         out=Path(out).absolute(),
-        cache_dir=Path(cache_dir).absolute() if cache_dir else host.state_dir / "cache",
+        cache_dir=Path(cache_dir).absolute() if cache_dir else host.build_cache_dir,
         work_dir=Path(work_dir).absolute() if work_dir else None,
         headers=Path(headers).absolute() if headers else None,
         source=_local_absolute(source),

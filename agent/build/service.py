@@ -224,6 +224,7 @@ class Builder:
         from agent.build.make import BuildOutput, Progress, run_steps
 
         source_root = self._unpacked(inputs.source)
+        _register_source(kernel_dir.parent / "source", source_root)
         self._check_stop()
         build_dir = kernel_dir / "build"
         install_dir = kernel_dir / "install"
@@ -290,6 +291,7 @@ class Builder:
 
         kernel = inputs.headers.kernel
         out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(out)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the tree from the loader's other users
         try:
@@ -360,6 +362,24 @@ def _check_out(out: Path) -> None:
             f"--out {out} is not empty and is not a driver tree (no {MANIFEST}): refusing to replace it",
             hint="give an empty or new folder",
         )
+
+
+def _register_source(link: Path, source_root: Path) -> None:
+    """DKMS's <name>/<version>/source: which source this release's builds use (a link, replaced atomically)."""
+    if link.is_symlink() and link.readlink() == source_root:
+        return
+    tmp = link.with_name(f".source.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(source_root)
+    os.replace(tmp, link)
+
+
+def _remove_stale(out: Path) -> None:
+    """Staging and old-tree folders a killed build (SIGKILL, power loss) left beside ``out``."""
+    for stale in out.parent.glob(f".{out.name}.building-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out.parent.glob(f".{out.name}.old-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _swap_in(staging: Path, out: Path) -> None:

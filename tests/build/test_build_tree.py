@@ -266,3 +266,73 @@ def test_sigterm_kills_the_whole_make_group_and_leaves_nothing(tmp_path: Path, k
     _poll(lambda: not _processes_mentioning(str(work)), 10, "make and compiler processes to end")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_compressed_modules_are_collected_compressed(built, kernel: str, tmp_path: Path) -> None:
+    """Newer distributions build .ko.xz/.ko.zst: stripped and inspected uncompressed, shipped as found."""
+    import lzma
+
+    from agent.build import collect
+    from agent.host.runner import Runner
+    from agent.recipes.model import ModuleFile
+
+    zstd = need_tool("zstd")
+    modinfo = need_tool("modinfo")
+    build_copy = next(built.cache.glob("build/testgpu-1.0/*/*/build"))
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "testgpu_compat.ko.xz").write_bytes(
+        lzma.compress((build_copy / "testgpu_compat.ko").read_bytes(), check=lzma.CHECK_CRC32)
+    )
+    subprocess.run(
+        [zstd, "-q", "-o", str(made / "testgpu_vsec.ko.zst"), str(build_copy / "testgpu_vsec.ko")], check=True
+    )
+    base = recipe()
+    from dataclasses import replace
+
+    compressed = replace(
+        base,
+        module_files=(
+            ModuleFile("testgpu_compat", "testgpu_compat.ko.xz"),
+            ModuleFile("testgpu_vsec", "testgpu_vsec.ko"),  # the recipe may name either spelling
+        ),
+    )
+    runner = Runner()
+    updates = tmp_path / "tree/opt/lib/modules" / kernel / "updates"
+    staged = collect.stage_modules(compressed, [made], updates, runner)
+    collect.strip_debug(staged, runner)
+    collect.inspect(staged, runner)
+    collect.check_vermagic(staged, kernel)
+    modules = collect.finish_modules(staged, tmp_path / "tree", runner, signed=False)
+    assert [m.path.rsplit("/", 1)[1] for m in modules] == ["testgpu_compat.ko.xz", "testgpu_vsec.ko.zst"]
+    assert sorted(p.name for p in updates.iterdir()) == ["testgpu_compat.ko.xz", "testgpu_vsec.ko.zst"]
+    for module in modules:
+        path = tmp_path / "tree" / module.path
+        assert sha256_file(path) == module.sha256
+        vermagic = subprocess.run([modinfo, "-F", "vermagic", str(path)], capture_output=True, text=True, check=True)
+        assert vermagic.stdout.split()[0] == kernel
+    collect.depmod(runner, tmp_path / "tree/opt", kernel)
+    assert "updates/testgpu_compat.ko.xz:" in (updates.parent / "modules.dep").read_text()
+
+
+def test_changed_inputs_rebuild_and_replace_the_tree_whole(built, kernel: str, tmp_path: Path) -> None:
+    import shutil
+
+    from agent.recipes.loader import load_recipe
+
+    out = tmp_path / "out"
+    shutil.copytree(built.out, out, symlinks=True)
+    changed = tmp_path / "testgpu.toml"
+    changed.write_text(
+        (RECIPES / "testgpu.toml").read_text().replace('"../driver', f'"{REPO}/tests/driver') + "\n# changed\n"
+    )
+    (out / "stray-from-the-old-tree").write_text("x")
+    (tmp_path / ".out.building-stale").mkdir()  # what a SIGKILLed build leaves behind
+    result = make_builder(built.cache).build_result(load_recipe(changed), kernel, out)
+    assert not result.skipped
+    assert result.tree.manifest.inputs_digest != built.result.tree.manifest.inputs_digest
+    assert load_tree(out).manifest == result.tree.manifest
+    assert not (out / "stray-from-the-old-tree").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "testgpu.toml"]
+    source_link = built.cache / "build" / "testgpu-1.0" / "testgpu-1.0" / "source"
+    assert source_link.resolve() == (REPO / "tests" / "driver").resolve()
