@@ -106,6 +106,36 @@ def wait_for(
         time.sleep(interval)
 
 
+def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
+    """Status and body of a GET (an error status is returned, not raised); (0, reason) when unreachable."""
+    # Imported here: costly under emulation, and only scripts that talk HTTP need it.
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)
+
+
+def wait_for_http(url: str, status: int = 200, *, timeout: float = 60.0) -> str:
+    """Poll ``url`` until it answers ``status`` (e.g. the agent's /readyz); the body."""
+    last: list[tuple[int, str]] = []
+
+    def answered() -> bool:
+        last[:] = [http_get(url)]
+        return last[0][0] == status
+
+    try:
+        wait_for(answered, timeout=timeout, interval=0.1, what=f"{url} answering {status}")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; last answer: {last[0] if last else None}") from None
+    return last[0][1]
+
+
 def _holds(pid: int, path: Path) -> bool:
     fds = Path(f"/proc/{pid}/fd")
     with contextlib.suppress(OSError):
@@ -120,7 +150,7 @@ def holding_open(path: str | Path) -> Iterator[subprocess.Popen[bytes]]:
     The holder is a shell (cheap to start under emulation) with the file on fd 3, waiting on stdin.
     """
     target = Path(path)
-    holder = subprocess.Popen(["sh", "-c", 'exec 3<"$1"; read -r _', "holder", str(target)], stdin=subprocess.PIPE)
+    holder = subprocess.Popen(["sh", "-c", 'exec 3<"$1"; read -r _ || :', "holder", str(target)], stdin=subprocess.PIPE)
     try:
         wait_for(lambda: _holds(holder.pid, target) or holder.poll() is not None, what=f"a process opening {target}")
         if holder.poll() is not None:

@@ -39,8 +39,9 @@ class Kernel:
         image = self.vmlinuz.read_bytes()[:0x10000]
         (pointer,) = struct.unpack_from("<H", image, 0x20E)
         text = image[0x200 + pointer :].split(b"\0", 1)[0].decode(errors="replace")
-        found = re.search(r"(?:Debian|Ubuntu) (\d+\.\d+\.\d+)", text)
-        return found.group(1) if found else self.release.split("-")[0]
+        # The last match: a compiler version ("gcc-12 (Debian 12.2.0-14)") may come before the kernel's.
+        found = re.findall(r"(?:Debian|Ubuntu) (\d+\.\d+\.\d+)", text)
+        return found[-1] if found else self.release.split("-")[0]
 
     @property
     def headers(self) -> Path:
