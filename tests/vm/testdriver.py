@@ -20,7 +20,7 @@ def copy_sources(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for path in DRIVER.iterdir():
         if path.suffix in (".c", ".h") or path.name in ("Kbuild", "Makefile"):
-            shutil.copy(path, dest / path.name)
+            shutil.copy2(path, dest / path.name)  # keeps mtimes: a rebuild in place compiles nothing
     return dest
 
 
