@@ -67,9 +67,10 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def render(chart: Path, values: dict[str, Any], *, show_hooks: bool = True) -> list[Doc]:
-    """helm template with the given values; every rendered object, hooks included."""
-    result = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *set_args(values))
+def render(chart: Path, values: dict[str, Any], *, kube_version: str | None = None) -> list[Doc]:
+    """helm template with the given values (for a Kubernetes version); every object, hooks included."""
+    version = ["--kube-version", kube_version] if kube_version else []
+    result = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *version, *set_args(values))
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
