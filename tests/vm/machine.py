@@ -172,6 +172,8 @@ class Vm:
         hidden = [p for p in ("/proc", "/sys", "/dev", "/run") if self.cache.resolve().is_relative_to(p)]
         if hidden:
             raise VmError(f"the VM cache {self.cache} is under {hidden[0]}, which the guest mounts over")
+        if any(c.isspace() for c in str(self.cache)):
+            raise VmError(f"the VM cache {self.cache} has white space: the kernel command line cannot name it")
         vmlinux, initrd = self.images()
         runs = self.cache / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -227,7 +229,7 @@ class Vm:
         ]  # fmt: skip
         for i, path in enumerate(writable):
             command += [
-                "-fsdev", f"local,id=rw{i},path={path},security_model=none,multidevs=remap",
+                "-fsdev", f"local,id=rw{i},path={str(path).replace(',', ',,')},security_model=none,multidevs=remap",
                 "-device", f"virtio-9p-pci,fsdev=rw{i},mount_tag=rw{i}",
             ]  # fmt: skip
         command += list(qemu_args)
