@@ -15,6 +15,7 @@ from conftest import need_tool
 
 from agent.build.headers import find_headers
 from agent.build.signing import SIGNATURE_MAGIC, SigningKey
+from agent.cli import main
 from agent.errors import BuildError
 from agent.host.files import sha256_file
 from agent.host.paths import HostPaths
@@ -136,15 +137,57 @@ def test_inputs_digest_follows_recipe_headers_and_signing_cert(built, kernel: st
     assert signed.digest != base.digest
 
 
-def test_broken_source_reports_the_first_compiler_error_and_the_verdict(tmp_path: Path, kernel: str) -> None:
-    with pytest.raises(BuildError) as caught:
-        make_builder(tmp_path / "cache").build(recipe("testgpu-broken-source"), kernel, tmp_path / "out")
-    message = str(caught.value)
+def test_broken_source_exits_5_with_the_first_compiler_error_and_the_verdict(
+    tmp_path: Path, kernel: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "build",
+            "--recipe",
+            str(RECIPES / "testgpu-broken-source.toml"),
+            "--kernel",
+            kernel,
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--jobs",
+            "2",
+        ]
+    )
+    message = capsys.readouterr().err
+    assert code == 5
     assert "testgpu.c:124: error: too few arguments to function 'testgpu_resize_bar'" in message
     assert f"support verdict for {kernel}" in message
-    assert "make.log" in message
-    assert caught.value.exit_code == 5
+    assert (
+        "full log: " + str(tmp_path / "cache/build/testgpu-broken-source/testgpu-1.0" / kernel / "make.log") in message
+    )
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_the_tree_as_json_and_skips_unchanged_inputs(
+    built, kernel: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "build",
+            "--recipe",
+            str(RECIPES / "testgpu.toml"),
+            "--kernel",
+            kernel,
+            "--out",
+            str(built.out),
+            "--cache-dir",
+            str(built.cache),
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["skipped"]
+    assert report["out"] == str(built.out)
+    assert report["manifest"]["inputs_digest"] == built.result.tree.manifest.inputs_digest
+    assert [m["name"] for m in report["manifest"]["modules"]] == list(MODULES)
 
 
 def test_unresolved_symbol_fails_the_build_naming_it(tmp_path: Path, kernel: str) -> None:
