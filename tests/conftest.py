@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tooling import REPO, need_tool
+
+__all__ = ["REPO", "need_tool"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,14 +32,6 @@ def _no_unexpected_commands(request: pytest.FixtureRequest, monkeypatch: pytest.
 
         monkeypatch.setattr(runner_module, "popen", refuse)
     yield
-
-
-def need_tool(name: str) -> str:
-    """The path of a tool the test needs; a missing tool fails the test (it never skips)."""
-    found = shutil.which(name) or shutil.which(name, path=str(REPO / ".venv/bin"))
-    if found is None:
-        pytest.fail(f"{name} is not installed: run scripts/install-deps (CI={os.environ.get('CI', '')})")
-    return found
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import need_tool
 from fakehost import ubuntu_2204_flex
+from tooling import need_tool
 
 from agent.discovery.node import discover
 from agent.health import HealthServer, Readiness, parse_listen

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, need_tool
 from fakehost import umockdev_record
+from tooling import REPO, need_tool
 
 ADAPTER = """
 import json
