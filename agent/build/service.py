@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__
+from agent.build import layout
 from agent.build.headers import find_headers
 from agent.build.sources import FOLDER, URL, InputSpec, content_root, input_spec, safe_extract, verify_file
 from agent.errors import CommandError, StopRequestedError, UsageError
 from agent.host.files import sha256_file
 from agent.logs import get_logger
-from agent.tree import MANIFEST, DriverTree, Manifest, load_tree, write_manifest
+from agent.tree import DriverTree, Manifest, write_manifest
 
 if TYPE_CHECKING:
     # Only a real build needs these: a no-op rebuild must answer in well under 150 ms.
@@ -142,14 +140,14 @@ class Builder:
             firmware=firmware,
             firmware_sha256=firmware_sha256,
         )
-        current = _up_to_date(out, kernel, inputs.digest)
+        current = layout.up_to_date(out, kernel, inputs.digest)
         if current is not None:
             return BuildResult(current, skipped=True, seconds=time.monotonic() - started)
-        _check_out(out)
+        layout.check_out(out)
         kernel_dir = self._work / recipe.name / recipe.driver_tag / kernel
         kernel_dir.mkdir(parents=True, exist_ok=True)
         log_path = kernel_dir / "make.log"
-        with _locked(kernel_dir / ".lock", what=f"{recipe.name} for {kernel}"):
+        with layout.locked(kernel_dir / ".lock", what=f"{recipe.name} for {kernel}"):
             log.info("build_started", recipe=recipe.name, kernel=kernel, headers=str(inputs.headers.path), out=str(out))
             build_dir, output = self._compile(recipe, inputs, kernel_dir, log_path)
             tree = self._collect(recipe, inputs, kernel_dir, build_dir, out)
@@ -224,7 +222,7 @@ class Builder:
         from agent.build.make import BuildOutput, Progress, run_steps
 
         source_root = self._unpacked(inputs.source)
-        _register_source(kernel_dir.parent / "source", source_root)
+        layout.register_source(kernel_dir.parent / "source", source_root)
         self._check_stop()
         build_dir = kernel_dir / "build"
         install_dir = kernel_dir / "install"
@@ -291,7 +289,7 @@ class Builder:
 
         kernel = inputs.headers.kernel
         out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(out)
+        layout.remove_stale(out)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
         staging.chmod(0o755)  # mkdtemp's 0700 would hide the tree from the loader's other users
         try:
@@ -324,7 +322,7 @@ class Builder:
                 inputs=inputs.values,
             )
             write_manifest(staging, manifest)  # last: a tree without a manifest is unfinished
-            _swap_in(staging, out)
+            layout.swap_in(staging, out)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -333,77 +331,3 @@ class Builder:
     def _check_stop(self) -> None:
         if self._runner.stop_event.is_set():
             raise StopRequestedError("stopped during the build")
-
-
-def _up_to_date(out: Path, kernel: str, digest: str) -> DriverTree | None:
-    """The tree at ``out`` when it was built from exactly these inputs and is still whole."""
-    if not (out / MANIFEST).is_file():
-        return None
-    try:
-        tree = load_tree(out)
-    except UsageError:
-        return None
-    manifest = tree.manifest
-    if manifest.inputs_digest != digest or manifest.kernel != kernel:
-        return None
-    if not all((out / m.path).is_file() for m in manifest.modules):
-        return None
-    if not all((out / f.path).is_file() for f in manifest.firmware):
-        return None
-    return tree
-
-
-def _check_out(out: Path) -> None:
-    """Only an absent or empty folder, or an older driver tree, may be replaced."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise UsageError(
-            f"--out {out} is not empty and is not a driver tree (no {MANIFEST}): refusing to replace it",
-            hint="give an empty or new folder",
-        )
-
-
-def _register_source(link: Path, source_root: Path) -> None:
-    """DKMS's <name>/<version>/source: which source this release's builds use (a link, replaced atomically)."""
-    if link.is_symlink() and link.readlink() == source_root:
-        return
-    tmp = link.with_name(f".source.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(source_root)
-    os.replace(tmp, link)
-
-
-def _remove_stale(out: Path) -> None:
-    """Staging and old-tree folders a killed build (SIGKILL, power loss) left beside ``out``."""
-    for stale in out.parent.glob(f".{out.name}.building-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale in out.parent.glob(f".{out.name}.old-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by the finished tree with renames: readers see the old tree or the new one."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / "tree")
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _locked(path: Path, *, what: str) -> Iterator[None]:
-    """One build per (recipe, kernel) folder at a time."""
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            from agent.errors import TransientError
-
-            raise TransientError(f"another build of {what} is running (lock {path})", hint="retry when it ends") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
