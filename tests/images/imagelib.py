@@ -1,0 +1,260 @@
+"""Image tooling for the image tests and benchmarks: local base image, buildah builds, podman runs, a registry.
+
+No Docker engine and no registry pulls here: the base image is a Debian 12 minbase made by
+debootstrap (cached as a tarball in .cache/images and imported into container storage once),
+images are built by buildah (chroot isolation, overlay storage) and run by podman on runc.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache" / "images"
+# Bump when the recipe of the base image below changes: the cached tarball and image are then remade.
+BASE_REVISION = "1"
+BASE_IMAGE = f"localhost/igd-test-base:bookworm-r{BASE_REVISION}"
+MIRROR = "http://deb.debian.org"
+STORAGE = ["--storage-driver", "overlay"]
+# This machine's egress goes through a TLS-intercepting proxy whose CA is only in the host's trust
+# store: builds get that store at the Dockerfiles' CA_BUNDLE path (used when present).
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_BUNDLE_TARGET = "/run/secrets/ca-bundle/ca.crt"
+PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+# What debian:bookworm images carry: every suite (kernel headers of a point release live in
+# bookworm-security), and no documentation.
+SOURCES = f"""Types: deb
+URIs: {MIRROR}/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: {MIRROR}/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+"""
+SLIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives")
+
+
+def run(
+    argv: Sequence[str], *, check: bool = True, timeout: float = 1800, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool, capturing its output; on failure raise with the tail of its output."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
+    if check and done.returncode != 0:
+        tail = (done.stdout[-3000:] + "\n" + done.stderr[-3000:]).strip()
+        raise AssertionError(f"{' '.join(argv)} exited {done.returncode}:\n{tail}")
+    return done  # type: ignore[no-any-return]
+
+
+def image_exists(podman: str, ref: str) -> bool:
+    return run([podman, *STORAGE, "image", "exists", ref], check=False).returncode == 0
+
+
+def base_tarball(debootstrap: str) -> Path:
+    """A slim Debian 12 root filesystem as a tarball, made once by debootstrap and cached."""
+    tarball = CACHE / f"base-bookworm-r{BASE_REVISION}.tar"
+    if tarball.exists():
+        return tarball
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        root = Path(work) / "root"
+        run([debootstrap, "--variant=minbase", "bookworm", str(root), f"{MIRROR}/debian"], timeout=900)
+        (root / "etc/apt/sources.list").unlink(missing_ok=True)
+        (root / "etc/apt/sources.list.d/debian.sources").write_text(SOURCES)
+        (root / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(DPKG_EXCLUDES)
+        for folder in SLIM:
+            for child in (root / folder).glob("*"):
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                elif child.name != "partial":
+                    child.unlink()
+        for lists in (root / "var/lib/apt/lists").glob("*"):
+            if lists.is_file():
+                lists.unlink()
+        partial = tarball.with_suffix(".tmp")
+        run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."])
+        partial.rename(tarball)
+    return tarball
+
+
+def ensure_base_image(podman: str, debootstrap: str) -> str:
+    """The local base image (a stand-in for debian:bookworm-slim) in container storage."""
+    if not image_exists(podman, BASE_IMAGE):
+        tarball = base_tarball(debootstrap)
+        run(
+            [
+                podman, *STORAGE, "import",
+                "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--change", 'CMD ["bash"]',
+                str(tarball), BASE_IMAGE,
+            ]
+        )  # fmt: skip
+    return BASE_IMAGE
+
+
+@dataclass(frozen=True)
+class Built:
+    """One buildah build: its tag, exit code, output and wall time."""
+
+    tag: str
+    returncode: int
+    output: str
+    seconds: float
+
+
+def build(
+    buildah: str,
+    dockerfile: Path,
+    context: Path,
+    tag: str,
+    build_args: Mapping[str, str],
+    *,
+    layers: bool = True,
+    no_cache: bool = False,
+    check: bool = True,
+    timeout: float = 1800,
+) -> Built:
+    """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local)."""
+    argv = [buildah, *STORAGE, "build", "--isolation", "chroot", f"--layers={str(layers).lower()}", "--pull=never"]
+    if no_cache:
+        argv.append("--no-cache")
+    if HOST_CA_BUNDLE.is_file():
+        argv += ["--volume", f"{HOST_CA_BUNDLE}:{CA_BUNDLE_TARGET}:ro"]
+    for name, value in build_args.items():
+        argv += ["--build-arg", f"{name}={value}"]
+    argv += ["-f", str(dockerfile), "-t", tag, str(context)]
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    seconds = time.monotonic() - started
+    built = Built(tag=tag, returncode=done.returncode, output=done.stdout + done.stderr, seconds=seconds)
+    if check and done.returncode != 0:
+        raise AssertionError(f"buildah build of {dockerfile.name} failed ({done.returncode}):\n{built.output[-6000:]}")
+    return built
+
+
+def inspect(buildah: str, ref: str) -> dict[str, object]:
+    data = json.loads(run([buildah, *STORAGE, "inspect", "--type", "image", ref]).stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def image_size(podman: str, ref: str) -> int:
+    """Uncompressed size in bytes, as `podman images` shows it."""
+    data = json.loads(run([podman, *STORAGE, "image", "inspect", ref]).stdout)
+    return int(data[0]["Size"])
+
+
+def podman_run(
+    podman: str, ref: str, *args: str, entrypoint: str | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [podman, *STORAGE, "run", "--rm", *PODMAN_RUN, "--network", "none"]
+    for name, value in (env or {}).items():
+        argv += ["--env", f"{name}={value}"]
+    if entrypoint is not None:
+        argv += ["--entrypoint", entrypoint]
+    return run([*argv, ref, *args], check=False, timeout=300)
+
+
+@contextmanager
+def mounted(buildah: str, ref: str) -> Iterator[Path]:
+    """The image's root filesystem, read through a working container that is removed afterwards."""
+    container = run([buildah, *STORAGE, "from", "--pull-never", ref]).stdout.strip()
+    try:
+        yield Path(run([buildah, *STORAGE, "mount", container]).stdout.strip())
+    finally:
+        run([buildah, *STORAGE, "rm", container], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def registry(docker_registry: str, folder: Path) -> Iterator[str]:
+    """Debian's docker-registry on 127.0.0.1 (plain HTTP), stopped by its PID; yields host:port."""
+    port = free_port()
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = (folder / "registry.log").open("w")
+    process = subprocess.Popen([docker_registry, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(port, process, "docker-registry")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+        log.close()
+
+
+@contextmanager
+def http_server(folder: Path) -> Iterator[str]:
+    """Python's http.server for ``folder`` on 127.0.0.1, stopped by its PID; yields host:port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, process, "http.server")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    """Poll until ``port`` on 127.0.0.1 accepts connections; fail if the server exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not listen on {port} within {timeout} s") from None
+            time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server this module started, by its PID."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def installed_kernel() -> str:
+    """The kernel whose headers Debian installed here (`ls /lib/modules`), never the running one."""
+    kernels = sorted(p.name for p in Path("/lib/modules").iterdir() if (p / "build").exists())
+    assert kernels, "no kernel headers under /lib/modules: run scripts/install-deps"
+    return kernels[-1]
