@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 IDENTITY_FILES = (".config", "Module.symvers", "include/generated/utsrelease.h", "include/generated/autoconf.h")
 _UTS_RELEASE = re.compile(r'#define UTS_RELEASE "([^"]+)"')
 _UTS_VERSION = re.compile(r'#define UTS_VERSION "([^"]+)"')
-# Only the options the build reads: parsing all 10,000 lines of .config costs 20 ms per no-op build.
-_CONFIG = re.compile(r"^(CONFIG_(?:VERSION_SIGNATURE|SUSE_KERNEL|MODULE_SIG_HASH|MODULE_SIG))=(.*)$", re.MULTILINE)
+# Only the options the build reads: a regex over all 10,000 lines of .config costs a no-op build 20 ms.
+CONFIG_KEYS = ("CONFIG_VERSION_SIGNATURE", "CONFIG_SUSE_KERNEL", "CONFIG_MODULE_SIG_HASH", "CONFIG_MODULE_SIG")
 
 
 class HeadersMissingError(UsageError):
@@ -118,10 +118,27 @@ def find_headers(host: HostPaths, kernel: str, override: Path | None = None) -> 
     return KernelHeaders(
         kernel=kernel,
         path=path,
-        config=dict(_CONFIG.findall(config_text)),
+        config=_config_values(config_text),
         uts_version=version.group(1) if version else "",
         identity=_identity(path),
     )
+
+
+def _config_values(text: str) -> dict[str, str]:
+    """The values of CONFIG_KEYS set in a .config (absent or "is not set" ones are left out)."""
+    values = {}
+    for key in CONFIG_KEYS:
+        prefix = f"{key}="
+        if text.startswith(prefix):
+            at = 0
+        else:
+            found = text.find("\n" + prefix)
+            if found < 0:
+                continue
+            at = found + 1
+        end = text.find("\n", at)
+        values[key] = text[at + len(prefix) : end if end >= 0 else len(text)]
+    return values
 
 
 def _identity(path: Path) -> str:
