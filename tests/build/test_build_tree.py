@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import need_tool
+from tooling import need_tool
 
 from agent.build.headers import find_headers
 from agent.build.signing import SIGNATURE_MAGIC, SigningKey
