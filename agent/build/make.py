@@ -102,7 +102,7 @@ class Progress:
 
 
 def expand(step: Sequence[str], values: Mapping[str, str]) -> list[str]:
-    """An argv with {kernel}, {headers}, {klib}, {jobs} and {src} replaced; other names are errors."""
+    """An argv with {kernel}, {headers}, {klib}, {jobs}, {src} and {install} replaced; other names are errors."""
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -225,6 +225,8 @@ class Builder:
         layout.register_source(kernel_dir.parent / "source", source_root)
         self._check_stop()
         build_dir = kernel_dir / "build"
+        # {install}: INSTALL_MOD_PATH for recipes that run modules_install; what lands in its
+        # lib/modules/<kernel>/updates is collected before the source folder's copies.
         install_dir = kernel_dir / "install"
         klib = kernel_dir / "klib"
         for stale in (build_dir, install_dir, klib):

@@ -125,6 +125,17 @@ def test_builder_builds_from_a_download_and_reuses_it(http_server, tmp_path: Pat
     assert http_server.hits("driver.tar.gz") == 1
 
 
+def test_tls_is_always_verified_and_a_ca_bundle_is_honoured(https_server, tmp_path: Path) -> None:
+    served, cert = https_server
+    data = b"over tls"
+    served.files["x.tar.gz"] = data
+    with pytest.raises(UsageError, match="--ca-bundle") as caught:
+        _fetcher(tmp_path).fetch(served.url("x.tar.gz"), _sha(data))
+    assert "TLS verification failed" in str(caught.value)
+    assert _fetcher(tmp_path, ca_bundle=cert).fetch(served.url("x.tar.gz"), _sha(data)).read_bytes() == data
+    assert served.hits("x.tar.gz") == 1
+
+
 # --- pins and locations ---------------------------------------------------------------------------
 def test_recipe_folder_inputs_resolve_against_the_recipe() -> None:
     spec = input_spec(recipe(), recipe().source, what="source")
