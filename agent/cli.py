@@ -148,7 +148,7 @@ def recipes(app: Any, as_json: bool) -> None:
 @option("--http-proxy", env="HTTP_PROXY", default=None, help="Proxy for http:// (default: HTTP_PROXY).")
 @option("--https-proxy", env="HTTPS_PROXY", default=None, help="Proxy for https:// (default: HTTPS_PROXY).")
 @option("--no-proxy", env="NO_PROXY", default=None, help="Hosts reached directly (default: NO_PROXY).")
-@option("--ca-bundle", env="CA_BUNDLE", default=None, help="Extra CA bundle for TLS (corporate proxies).")
+@option("--ca-bundle", env="CA_BUNDLE", default=None, help="Extra CA certificates to trust (TLS-intercepting proxies).")
 @option("--sign-key", env="SIGN_KEY", default=None, help="Private key to sign modules with (Secure Boot).")
 @option("--sign-cert", env="SIGN_CERT", default=None, help="Certificate of --sign-key.")
 @json_option

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agent.errors import DownloadError, IntegrityError, StopRequestedError, UsageError
+from agent.host.files import atomic_write
 from agent.logs import get_logger
 
 if TYPE_CHECKING:
@@ -164,11 +165,21 @@ class Fetcher:
         session.trust_env = False
         return session
 
+    def _verify(self) -> str | bool:
+        """What TLS verification trusts: the usual CAs, plus --ca-bundle's (a proxy's CA adds, not replaces)."""
+        if self._ca_bundle is None:
+            return True
+        import certifi
+
+        combined = self._downloads / ".ca-bundle.pem"
+        atomic_write(combined, Path(certifi.where()).read_bytes() + b"\n" + self._ca_bundle.read_bytes())
+        return str(combined)
+
     def _once(self, session: requests.Session, url: str, sha256: str, target: Path) -> None:
         import requests
 
         proxies = self._proxies.for_url(url)
-        verify: Any = str(self._ca_bundle) if self._ca_bundle else True
+        verify: Any = self._verify()
         log.info("download_started", url=url, proxy=next(iter(proxies.values()), ""))
         try:
             with session.get(url, stream=True, timeout=self._timeouts, proxies=proxies, verify=verify) as response:
