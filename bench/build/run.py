@@ -101,10 +101,31 @@ def main() -> None:
             samples["noop"].append(timed(agent_build(out), env=env))
             samples["floor"].append(timed([agent, "build", "--help"], env=env))
             samples["python"].append(timed([sys.executable, "-c", "pass"], env=env))
+        samples["api"] = api_noop(cache, base / f"out-{args.runs - 1}", kernel)
     report = render(samples, kernel=kernel, jobs=args.jobs, runs=args.runs)
     print(report)
     if args.write:
         (Path(__file__).parent / "RESULTS.md").write_text(report)
+
+
+def api_noop(cache: Path, out: Path, kernel: str, rounds: int = 20) -> list[tuple[float, float]]:
+    """The no-op as `intel-gpu-agent run` meets it at a restart: Builder.build_result in a live process."""
+    sys.path.insert(0, str(REPO))
+    from agent.build.service import Builder
+    from agent.host.paths import HostPaths
+    from agent.host.runner import Runner
+    from agent.recipes.loader import load_recipe
+
+    builder = Builder(host=HostPaths(Path("/")), runner=Runner(), cache_dir=cache)
+    recipe = load_recipe(RECIPE)
+    found = []
+    for _ in range(rounds):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = builder.build_result(recipe, kernel, out)
+        found.append((time.perf_counter() - wall, time.process_time() - cpu))
+        if not result.skipped:
+            raise SystemExit(f"{out} was rebuilt: the in-process no-op saw other inputs than the CLI")
+    return found
 
 
 def render(samples: dict[str, list[tuple[float, float]]], *, kernel: str, jobs: int, runs: int) -> str:
@@ -133,19 +154,24 @@ def render(samples: dict[str, list[tuple[float, float]]], *, kernel: str, jobs: 
         "noop": "`intel-gpu-agent build`, inputs unchanged (no-op rebuild)",
         "floor": "`intel-gpu-agent build --help` (interpreter, click, CLI and app imports: the floor of any command)",
         "python": "`python -c pass` (interpreter start, for scale)",
+        "api": "`Builder.build_result()` no-op in a running process (what `run` pays at a restart; 20 calls)",
     }
     for key, label in names.items():
-        walls = ", ".join(f"{s[0]:.3f}" for s in samples[key])
+        walls = ", ".join(f"{s[0]:.3f}" for s in samples[key][:9])
         lines.append(f"| {label} | {med(key):.3f} s | {med(key, 1):.3f} s | {walls} |")
     verdict_ratio = "meets" if ratio <= 1.10 else "misses"
     verdict_noop = "meets" if noop_ms <= 150 else "misses"
     lines += [
         "",
         f"- agent / hand (median wall): **{ratio:.3f}** ({verdict_ratio} the target <= 1.10); "
-        f"CPU ratio {med('agent', 1) / med('hand', 1):.3f}.",
+        f"CPU ratio {med('agent', 1) / med('hand', 1):.3f}; best-of-{runs} wall ratio "
+        f"{min(x[0] for x in samples['agent']) / min(x[0] for x in samples['hand']):.3f}; median of the per-round "
+        f"ratios {statistics.median(a[0] / h[0] for a, h in zip(samples['agent'], samples['hand'], strict=True)):.3f} "
+        "(the machine is shared: the hand builds alone vary by the spread in the table).",
         f"- no-op rebuild: **{noop_ms:.0f} ms** median wall ({verdict_noop} the target <= 150 ms), "
         f"of which ~{med('floor') * 1000:.0f} ms is the floor of any CLI command "
-        f"(~{med('python') * 1000:.0f} ms the interpreter alone).",
+        f"(~{med('python') * 1000:.0f} ms the interpreter alone); in a running process the no-op takes "
+        f"{med('api') * 1000:.1f} ms.",
         "",
     ]
     return "\n".join(lines)
