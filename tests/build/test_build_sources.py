@@ -136,6 +136,25 @@ def test_tls_is_always_verified_and_a_ca_bundle_is_honoured(https_server, tmp_pa
     assert served.hits("x.tar.gz") == 1
 
 
+def test_firmware_from_a_download_is_unpacked_once_into_its_content_root(http_server, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(DRIVER / "firmware", arcname="testgpu-firmware-1.0")
+    data = buffer.getvalue()
+    http_server.files["fw.tar.gz"] = data
+    spec = input_spec(
+        recipe(), recipe().firmware, what="firmware", override=http_server.url("fw.tar.gz"), override_sha256=_sha(data)
+    )
+    builder = make_builder(tmp_path / "cache")
+    root = builder._unpacked(spec)
+    assert root == tmp_path / "cache" / "unpacked" / _sha(data) / "testgpu-firmware-1.0"
+    assert (root / "testgpu" / "testgpu_guc_1.0.bin").read_bytes() == (
+        DRIVER / "firmware" / "testgpu" / "testgpu_guc_1.0.bin"
+    ).read_bytes()
+    assert make_builder(tmp_path / "cache")._unpacked(spec) == root
+    assert http_server.hits("fw.tar.gz") == 1
+
+
 # --- pins and locations ---------------------------------------------------------------------------
 def test_recipe_folder_inputs_resolve_against_the_recipe() -> None:
     spec = input_spec(recipe(), recipe().source, what="source")
