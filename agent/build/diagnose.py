@@ -32,6 +32,8 @@ def compile_failure(
     """The BuildError for a failed step: the first compiler error, the verdict, the log."""
     if output.first_error is not None:
         first = f"the build failed at {output.first_error}"
+    elif output.first_make_error:
+        first = f"the build failed ({what}): make: {output.first_make_error}"
     else:
         tail = next((line.strip() for line in reversed(output.tail) if line.strip()), "")
         first = f"the build failed ({what})" + (f": {tail}" if tail else "")

@@ -21,6 +21,8 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 OBJECT = re.compile(r"^\s+CC( \[M\])?\s+\S+\.o$")
 # gcc/clang: "/path/file.c:124:15: error: too few arguments ..." (LC_ALL=C keeps the quotes ASCII).
 COMPILER_ERROR = re.compile(r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<message>.+)$")
+# make's own failures ("make[1]: *** No rule to make target 'x'.  Stop."), for builds that fail before compiling.
+MAKE_ERROR = re.compile(r"^\S*make(?:\[\d+\])?: \*\*\* (?P<message>.+)$")
 UNDEFINED = re.compile(r'^(?:WARNING|ERROR): modpost: "(?P<symbol>[^"]+)" \[(?P<module>[^\]]+)\] undefined!')
 
 
@@ -42,6 +44,7 @@ class BuildOutput:
 
     objects: int = 0
     first_error: CompilerError | None = None
+    first_make_error: str = ""
     undefined: dict[str, list[str]] = field(default_factory=dict)  # symbol -> modules
     tail: list[str] = field(default_factory=list)
 
@@ -53,6 +56,10 @@ class BuildOutput:
             match = COMPILER_ERROR.match(line)
             if match:
                 self.first_error = CompilerError(match["file"], int(match["line"]), match["message"].strip())
+        if not self.first_make_error:
+            make_error = MAKE_ERROR.match(line)
+            if make_error:
+                self.first_make_error = make_error["message"].strip()
         undefined = UNDEFINED.match(line)
         if undefined:
             modules = self.undefined.setdefault(undefined["symbol"], [])

@@ -277,7 +277,15 @@ class Builder:
             raise
         except CommandError as e:
             self._check_stop()
-            raise compile_failure(recipe, inputs.headers, self._host, output, log_path=log_path, what=e.message) from e
+            outcome = "timed out" if e.timed_out else f"exited with {e.returncode}"
+            raise compile_failure(
+                recipe,
+                inputs.headers,
+                self._host,
+                output,
+                log_path=log_path,
+                what=f"{e.argv[0]} {outcome}",
+            ) from e
         if output.undefined:
             raise undefined_symbols(recipe, inputs.headers, output, log_path)
         return build_dir, output

@@ -53,6 +53,37 @@ def test_first_compiler_error_and_objects_are_read_from_make_output() -> None:
     assert str(output.first_error) == "testgpu.c:124: error: too few arguments to function 'testgpu_resize_bar'"
 
 
+def test_make_errors_are_kept_for_builds_that_fail_before_compiling() -> None:
+    output = _feed(
+        "make: Entering directory '/h'\n"
+        "make[1]: *** No rule to make target 'defconfigs/i915', needed by '.config'.  Stop.\n"
+        "make: *** [Makefile:20: all] Error 2\n"
+    )
+    assert output.first_error is None
+    assert output.first_make_error == "No rule to make target 'defconfigs/i915', needed by '.config'.  Stop."
+
+
+def test_failure_message_prefers_the_compiler_error_then_make_then_the_last_line(kernel: str) -> None:
+    from agent.build.diagnose import compile_failure
+
+    host = HostPaths(Path("/"))
+    headers = find_headers(host, kernel)
+    log = Path("/w/make.log")
+    message = str(compile_failure(recipe(), headers, host, _feed(MAKE_FAILED), log_path=log, what="make exited 2"))
+    assert "the build failed at testgpu.c:124: error: too few arguments" in message
+    assert message.endswith("full log: /w/make.log")
+    make_only = _feed("make[1]: *** No rule to make target 'x'.  Stop.\nmake: *** [all] Error 2")
+    message = str(compile_failure(recipe(), headers, host, make_only, log_path=log, what="make exited 2"))
+    assert "make: No rule to make target 'x'.  Stop." in message
+    other = str(
+        compile_failure(
+            recipe(), headers, host, _feed("cp: cannot stat 'defconfigs/i915'"), log_path=log, what="cp exited 1"
+        )
+    )
+    assert "the build failed (cp exited 1): cp: cannot stat 'defconfigs/i915'" in other
+    assert f"support verdict for {kernel}" in other
+
+
 def test_modpost_undefined_symbols_are_collected() -> None:
     output = _feed(MODPOST_WARN)
     assert output.undefined == {"testgpu_missing_symbol": ["testgpu.ko"], "other_symbol": ["testgpu_vsec.ko"]}
