@@ -170,7 +170,8 @@ class App:
             host=host,
             journal=Journal(host.state_dir / "journal.json", faults=FaultInjector.from_env()),
             firmware=Firmware(host=host),
-            modules=Modules(host=host, runner=runner),
+            # Its own runner, never stopped: SIGTERM must not kill the rmmod that answers it.
+            modules=Modules(host=host, runner=Runner()),
             verifier=verifier,
             kmsg=kmsg,
             metrics=metrics,

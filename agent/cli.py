@@ -258,7 +258,8 @@ def status(app: Any, /, as_json: bool, **options: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit codes follow DESIGN.md (0 ok, 1 bug, 2 usage, 3 unsupported, 4 transient, 5 build)."""
     try:
-        cli.main(args=argv, prog_name="intel-gpu-agent", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of raising it (`run` uses it).
+        code = cli.main(args=argv, prog_name="intel-gpu-agent", standalone_mode=False)
     except AgentError as e:
         click.echo(f"error: {e}", err=True)
         return e.exit_code
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         click.echo("error: internal error (a bug in intel-gpu-agent): please report it with the trace above", err=True)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

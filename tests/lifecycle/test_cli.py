@@ -59,3 +59,19 @@ def test_state_dir_option_moves_the_journal(tmp_path: Path, capsys: pytest.Captu
     host = debian_node(tmp_path / "host")
     assert main(["--host-root", str(host.root), "status", "--json", "--state-dir", "/srv/agent"]) == 0
     assert json.loads(capsys.readouterr().out)["journal"] == str(host.root / "srv/agent/journal.json")
+
+
+def test_the_exit_code_a_command_gives_ctx_exit_is_the_process_exit_code() -> None:
+    import click
+
+    from agent.cli import cli
+
+    @cli.command("exit-code-probe", hidden=True)
+    @click.pass_context
+    def probe(ctx: click.Context, /) -> None:
+        ctx.exit(4)
+
+    try:
+        assert main(["exit-code-probe"]) == 4
+    finally:
+        cli.commands.pop("exit-code-probe")

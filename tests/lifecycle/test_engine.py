@@ -125,6 +125,12 @@ def test_an_unknown_symbol_in_the_kernel_log_fails_verification_and_rolls_back(t
     assert "i915" in snapshot(node.host)["modules"]
 
 
+def test_the_unsigned_module_taint_notice_is_not_a_failure(tmp_path: Path) -> None:
+    notice = "testgpu_compat: module verification failed: signature and/or required key missing - tainting kernel"
+    node = make_node(tmp_path, log_after_load=notice)
+    assert node.engine().apply(node.target, node.facts()).verification.ok
+
+
 def test_an_old_kernel_log_problem_or_another_driver_does_not_fail_verification(tmp_path: Path) -> None:
     node = make_node(tmp_path, log_after_load="iwlwifi: Direct firmware load for iwlwifi-9000.ucode failed")
     node.kernel.log("testgpu: GuC firmware testgpu/testgpu_guc_1.0.bin: fetch failed with error -2")  # before load
