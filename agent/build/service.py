@@ -53,6 +53,8 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class _Inputs:
+    """Everything a build depends on, resolved, and the digest that says whether a tree is current."""
+
     headers: KernelHeaders
     source: InputSpec
     firmware: InputSpec
@@ -63,9 +65,15 @@ class _Inputs:
 class Builder:
     """Builds a recipe for one kernel into a driver tree.
 
-    Folders (DKMS style): ``<work>/<recipe>/<driver tag>/<kernel>/`` holds the build copy of the
-    source, the make log and a lock; unpacked tarballs are registered once in ``<cache>/unpacked/<sha256>``
-    and downloads kept in ``<cache>/downloads/<sha256>``.
+    Folders (DKMS style): ``<work>/<recipe>/<driver tag>/source`` links the source the release builds
+    from; ``<work>/<recipe>/<driver tag>/<kernel>/`` holds that kernel's build copy, its make.log and a
+    lock. Tarballs are unpacked once into ``<cache>/unpacked/<sha256>``, downloads kept in
+    ``<cache>/downloads/<sha256>``. The tree is staged beside ``out`` and renamed into place last.
+
+    Example::
+
+        builder = Builder(host=HostPaths(Path("/")), runner=Runner(), cache_dir=Path("/var/cache/igd"))
+        tree = builder.build(load_recipe(Path("build/releases/i915-2350.145.toml")), "6.8.0-56-generic", out)
     """
 
     def __init__(
