@@ -83,7 +83,7 @@ RUN set -eu; \
       echo "error: no kernel headers for kernel ${KERNEL_FULL_VERSION}: package ${headers} is not in the package sources of ${BASE_IMAGE}; use a BASE_IMAGE of the nodes' distribution release that ships ${headers} (or a mirror of it)" >&2; \
       exit 1; \
     fi; \
-    for py in python3 python3.11; do command -v "$py" >/dev/null && break; done; \
+    for py in python3 python3.11; do "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && break; done; \
     apt-get install -y -qq --no-install-recommends \
       "$headers" gcc make flex bison bc libelf-dev xz-utils zstd ca-certificates "$py-venv" >/dev/null; \
     rm -rf /var/lib/apt/lists/*; \
@@ -112,6 +112,7 @@ RUN set -eu; \
       tar -xzf /tmp/agent.tar.gz -C /src --strip-components=1; \
       rm /tmp/agent.tar.gz; \
     fi; \
+    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q --upgrade "pip>=24"; \
     "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q /src; \
     "$venv/bin/pip" uninstall -y -q pip setuptools; \
     mkdir -p /usr/share/intel-gpu-driver-agent; \
