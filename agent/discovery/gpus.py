@@ -78,6 +78,8 @@ def scan_gpus(host: HostPaths) -> GpuScan:
     except OSError as e:
         return GpuScan((), (f"cannot list PCI devices in {root}: {e.strerror or e}",))
     for device in entries:
+        if device.name.startswith("."):
+            continue  # not a PCI function (sysfs has none; a mocked tree may keep helpers there)
         vendor = _attr(device, "vendor")
         pci_class = _attr(device, "class")
         if vendor is None or pci_class is None:
