@@ -212,7 +212,7 @@ class Lifecycle:
             verification = self.verifier.verify(tree, recipe, journal.header["kmsg_mark"])
         if not verification.ok:
             raise LoadError(f"{recipe.name} loaded but did not verify: " + "; ".join(verification.problems))
-        journal.set(phase="applied")
+        journal.settle(phase="applied")
         return changes, verification
 
     def rollback(self, cause: AgentError) -> None:

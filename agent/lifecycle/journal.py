@@ -165,6 +165,12 @@ class Journal:
         entry.status = DONE
         self.save()
 
+    def settle(self, **header: Any) -> None:
+        """After a verified apply every journaled change is in effect: mark the ones a crash left as intent."""
+        for change in self.changes:
+            change.status = DONE
+        self.set(**header)
+
     def drop(self, change: Change) -> None:
         """Forget a change once it is reverted (or proven never made)."""
         self.changes = [c for c in self.changes if c.key != change.key]

@@ -41,6 +41,8 @@ def test_the_next_run_finishes_an_apply_killed_at(tmp_path: Path, point: str) ->
     assert set(state["modules"]) == {"drm", "testgpu", "testgpu_compat", "testgpu_vsec"}
     assert state["firmware_path"] == b"/var/lib/firmware"
     assert len(state["files"]) == 2
+    journal = json.loads((node.host.paths.state_dir / "journal.json").read_text())
+    assert journal["phase"] == "applied" and {c["status"] for c in journal["changes"]} == {"done"}
     # ... and what it journaled is still enough to put the node back exactly.
     node.engine().undo()
     assert snapshot(node.host) == before
