@@ -132,18 +132,23 @@ def run_steps(
     timeout: float,
     output: BuildOutput,
 ) -> None:
-    """Run each step in ``cwd``; output goes to ``log_file`` and ``output``. Raises the runner's errors."""
-    try:
-        for step in steps:
-            argv = expand(step, values)
-            with log_file.open("a", encoding="utf-8") as handle:
+    """Run each step in ``cwd``; output goes to ``log_file`` and ``output``. Raises the runner's errors.
+
+    The log is written line by line as make prints (line-buffered), so `tail -f` follows a long build
+    and a killed build keeps everything up to the kill.
+    """
+    with log_file.open("a", encoding="utf-8", buffering=1) as handle:
+
+        def on_line(line: str) -> None:
+            handle.write(line + "\n")
+            output.feed(line)
+            progress.update(output)
+
+        try:
+            for step in steps:
+                argv = expand(step, values)
                 handle.write(f"$ {' '.join(argv)}\n")
-            log.info("build_step", argv=argv)
-
-            def on_line(line: str) -> None:
-                output.feed(line)
-                progress.update(output)
-
-            runner.run(argv, cwd=cwd, env=env, timeout=timeout, on_line=on_line, log_file=log_file, quiet=True)
-    finally:
-        progress.finish()
+                log.info("build_step", argv=argv)
+                runner.run(argv, cwd=cwd, env=env, timeout=timeout, on_line=on_line, quiet=True)
+        finally:
+            progress.finish()

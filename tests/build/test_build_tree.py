@@ -289,15 +289,15 @@ def test_sigterm_kills_the_whole_make_group_and_leaves_nothing(tmp_path: Path, k
     )
     try:
         log = work / "testgpu-1.0" / "testgpu-1.0" / kernel / "make.log"
-        # The compiler is running once kbuild printed its first object (or its first child is alive).
-        _poll(
-            lambda: (
-                (log.is_file() and ("CC [M]" in log.read_text() or "MODPOST" in log.read_text()))
-                or proc.poll() is not None
-            ),
-            60,
-            "the compiler to start",
-        )
+
+        def compiling() -> bool:
+            if proc.poll() is not None:
+                return True
+            sources = str(log.parent / "build" / "testgpu")
+            return any("cc1 " in p and sources in p for p in _processes_mentioning(str(work)))
+
+        # SIGTERM while the compiler compiles the driver (not kbuild's probes, not after make ends).
+        _poll(compiling, 60, "the compiler to start")
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
@@ -305,7 +305,8 @@ def test_sigterm_kills_the_whole_make_group_and_leaves_nothing(tmp_path: Path, k
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 4, stderr
-    assert "stopped" in stderr
+    assert "stopped while running make" in stderr
+    assert "CC [M]" in log.read_text()  # the log is kept, up to the kill
     _poll(lambda: not _processes_mentioning(str(work)), 10, "make and compiler processes to end")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
