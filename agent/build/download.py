@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from agent.build.sources import redact_url
 from agent.errors import DownloadError, IntegrityError, StopRequestedError, UsageError
 from agent.host.files import atomic_write
 from agent.logs import get_logger
@@ -127,8 +128,9 @@ class Fetcher:
     def fetch(self, url: str, sha256: str) -> Path:
         """The cached file for ``sha256``, downloading ``url`` first when it is not cached yet."""
         target = self.cached(sha256)
+        shown = redact_url(url)
         if target.is_file():
-            log.info("download_cached", url=url, sha256=sha256, path=str(target))
+            log.info("download_cached", url=shown, sha256=sha256, path=str(target))
             return target
         if self._ca_bundle is not None and not self._ca_bundle.is_file():
             raise UsageError(f"--ca-bundle {self._ca_bundle} does not exist")
@@ -138,20 +140,20 @@ class Fetcher:
         try:
             for attempt in range(1, self._attempts + 1):
                 if self._stop.is_set():
-                    raise StopRequestedError(f"stopped before downloading {url}")
+                    raise StopRequestedError(f"stopped before downloading {shown}")
                 try:
                     self._once(session, url, sha256, target)
                     self.downloaded.append(url)
                     return target
                 except _RetryError as e:
                     last = str(e)
-                    log.warning("download_retry", url=url, attempt=attempt, attempts=self._attempts, error=last)
+                    log.warning("download_retry", url=shown, attempt=attempt, attempts=self._attempts, error=last)
                     if attempt < self._attempts and self._stop.wait(self._backoff * 2 ** (attempt - 1)):
-                        raise StopRequestedError(f"stopped while downloading {url}") from e
+                        raise StopRequestedError(f"stopped while downloading {shown}") from e
         finally:
             session.close()
         raise DownloadError(
-            f"cannot download {url} after {self._attempts} attempts: {last}",
+            f"cannot download {shown} after {self._attempts} attempts: {last}",
             hint="check the network and the proxy settings (--https-proxy or HTTPS_PROXY, --no-proxy), then retry",
         )
 
@@ -180,20 +182,21 @@ class Fetcher:
 
         proxies = self._proxies.for_url(url)
         verify: Any = self._verify()
-        log.info("download_started", url=url, proxy=next(iter(proxies.values()), ""))
+        shown = redact_url(url)
+        log.info("download_started", url=shown, proxy=redact_url(next(iter(proxies.values()), "")))
         try:
             with session.get(url, stream=True, timeout=self._timeouts, proxies=proxies, verify=verify) as response:
                 if response.status_code in RETRY_STATUS:
                     raise _RetryError(f"HTTP {response.status_code} {response.reason}")
                 if response.status_code >= 400:
                     raise UsageError(
-                        f"cannot download {url}: HTTP {response.status_code} {response.reason}",
+                        f"cannot download {shown}: HTTP {response.status_code} {response.reason}",
                         hint="check the URL (--source/--firmware or the recipe)",
                     )
                 self._stream(response, url, sha256, target)
         except requests.exceptions.SSLError as e:
             raise UsageError(
-                f"TLS verification failed for {url}: {e}",
+                f"TLS verification failed for {shown}: {e}",
                 hint="behind a TLS-intercepting proxy, pass its CA with --ca-bundle",
             ) from e
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
@@ -210,7 +213,7 @@ class Fetcher:
             with os.fdopen(fd, "wb") as handle:
                 for chunk in response.iter_content(CHUNK):
                     if self._stop.is_set():
-                        raise StopRequestedError(f"stopped while downloading {url}")
+                        raise StopRequestedError(f"stopped while downloading {redact_url(url)}")
                     handle.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
@@ -219,10 +222,10 @@ class Fetcher:
                 raise _RetryError(f"short read: {size} of {expected} bytes")
             if digest.hexdigest() != sha256:
                 raise IntegrityError(
-                    f"{url} has sha256 {digest.hexdigest()}, expected {sha256}: refusing to use it",
+                    f"{redact_url(url)} has sha256 {digest.hexdigest()}, expected {sha256}: refusing to use it",
                     hint="the server sent another file than the pinned one; check the URL and the pin",
                 )
             os.replace(tmp, target)
-            log.info("download_done", url=url, bytes=size, sha256=sha256)
+            log.info("download_done", url=redact_url(url), bytes=size, sha256=sha256)
         finally:
             Path(tmp).unlink(missing_ok=True)

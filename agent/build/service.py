@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, TextIO
 from agent import __version__
 from agent.build import layout
 from agent.build.headers import find_headers
-from agent.build.sources import FOLDER, URL, InputSpec, content_root, input_spec, safe_extract, verify_file
+from agent.build.sources import (
+    FOLDER,
+    URL,
+    InputSpec,
+    content_root,
+    input_spec,
+    redact_url,
+    safe_extract,
+    verify_file,
+)
 from agent.errors import CommandError, StopRequestedError, UsageError
 from agent.host.files import sha256_file
 from agent.logs import get_logger
@@ -193,9 +202,9 @@ class Builder:
             "kernel": kernel,
             "headers": str(headers.path),
             "headers_digest": headers.identity,
-            "source": src.location,
+            "source": redact_url(src.location),
             "source_digest": src.identity(),
-            "firmware": fw.location,
+            "firmware": redact_url(fw.location),
             "firmware_digest": fw.identity(),
             "sign_cert_sha256": self._signing.cert_sha256() if self._signing else "",
         }

@@ -80,6 +80,15 @@ def input_spec(
     raise UsageError(f"{what} {location} does not exist (expected a URL, a tarball or a folder)")
 
 
+def redact_url(url: str) -> str:
+    """A URL without its credentials, for logs and manifests (http://user:pw@proxy:3128 → http://***@proxy:3128)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not sep or "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
+
+
 def folder_digest(root: Path) -> str:
     """A digest of a folder's names, modes and contents (symlinks by their target), order-independent."""
     digest = hashlib.sha256()

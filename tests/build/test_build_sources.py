@@ -276,6 +276,16 @@ def test_proxy_settings_come_from_either_case_and_options_win() -> None:
     assert ProxySettings.from_env(env, no_proxy="*").for_url("https://github.com/") == {}
 
 
+def test_proxy_credentials_are_not_logged() -> None:
+    from agent.build.sources import redact_url
+
+    assert redact_url("http://user:secret@proxy:3128") == "http://***@proxy:3128"
+    assert redact_url("https://token@host/x.tar.gz") == "https://***@host/x.tar.gz"
+    assert redact_url("http://proxy:3128") == "http://proxy:3128"
+    assert redact_url("/a/b@c") == "/a/b@c"
+    assert redact_url("") == ""
+
+
 def test_downloads_go_through_the_proxy(http_server, tmp_path: Path) -> None:
     """The local server plays the proxy: requests sends it the absolute URL."""
     data = b"through the proxy"
