@@ -107,7 +107,7 @@ def test_rebuild_with_unchanged_inputs_returns_at_once(built, kernel: str) -> No
     assert elapsed < 0.15
 
 
-def test_inputs_digest_follows_recipe_headers_and_signing_cert(built, kernel: str, tmp_path: Path) -> None:
+def test_inputs_digest_follows_the_recipe_and_the_signing_cert(built, kernel: str, tmp_path: Path) -> None:
     builder = make_builder(built.cache)
     base = builder._inputs(
         recipe(), kernel, headers_dir=None, source=None, source_sha256=None, firmware=None, firmware_sha256=None

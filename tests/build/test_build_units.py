@@ -221,6 +221,17 @@ def test_headers_of_another_kernel_are_refused(tmp_path: Path) -> None:
     assert found.kernel_info().upstream == "6.8.12"
 
 
+def test_headers_identity_follows_what_modules_link_against(tmp_path: Path) -> None:
+    from agent.build.headers import _identity
+
+    (tmp_path / "Module.symvers").write_text("0x1\tdrm_dev_register\tvmlinux\tEXPORT_SYMBOL\n")
+    (tmp_path / ".config").write_text("CONFIG_MODULES=y\n")
+    first = _identity(tmp_path)
+    assert _identity(tmp_path) == first
+    (tmp_path / "Module.symvers").write_text("0x2\tdrm_dev_register\tvmlinux\tEXPORT_SYMBOL\n")
+    assert _identity(tmp_path) != first
+
+
 def test_debian_headers_give_the_upstream_version(kernel: str) -> None:
     headers = find_headers(HostPaths(Path("/")), kernel)
     info = headers.kernel_info()
