@@ -183,9 +183,13 @@ def safe_extract(tarball: Path, dest: Path) -> None:
             raise UsageError(
                 f"cannot extract {tarball}: {e}", hint="is it a tar archive (.tar, .tar.gz, .tar.xz)?"
             ) from e
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
+        try:
+            os.replace(staging, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+            # Another build unpacked the same sha256 first: theirs is as good as ours.
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -247,6 +247,15 @@ def test_safe_links_inside_the_archive_are_kept(tmp_path: Path) -> None:
     assert (tmp_path / "dest/top/sub/link").read_bytes() == b"x"
 
 
+def test_extracting_over_a_concurrent_extraction_keeps_the_first(tmp_path: Path) -> None:
+    tarball = tmp_path / "ok.tar"
+    tarball.write_bytes(_tar([_member("top/a.c")]))
+    (tmp_path / "dest" / "top").mkdir(parents=True)
+    (tmp_path / "dest" / "top" / "a.c").write_bytes(b"x")
+    safe_extract(tarball, tmp_path / "dest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "ok.tar"]
+
+
 def test_content_root_takes_the_top_folder_and_subdir(tmp_path: Path) -> None:
     (tmp_path / "intel-gpu-firmware-x" / "firmware" / "i915").mkdir(parents=True)
     spec = input_spec(recipe(), recipe().firmware, what="firmware")
