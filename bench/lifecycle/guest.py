@@ -1,0 +1,85 @@
+"""Runs INSIDE the VM: cold `load` vs a shell script making the same host changes, warm restart, SIGTERM, RSS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests/scenarios"))
+import guest_node as node  # noqa: E402
+from vm import guest  # noqa: E402
+
+TREE, RECIPE, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+KERNEL = os.uname().release
+ARGS = ("--driver-tree", TREE, "--recipe", RECIPE)
+# The same host changes as the agent, and nothing more: firmware, path, in-tree out, modprobe from the tree.
+SHELL = f"""set -e
+mkdir -p /var/lib/firmware/testgpu
+cp {TREE}/firmware/testgpu/testgpu_guc_1.0.bin {TREE}/firmware/testgpu/testgpu_huc_1.0.bin /var/lib/firmware/testgpu/
+printf %s /var/lib/firmware > /sys/module/firmware_class/parameters/path
+if grep -q '^i915 ' /proc/modules; then rmmod i915; fi
+modprobe -d {TREE}/opt -S {KERNEL} testgpu enable_guc=3
+"""
+SHELL_UNDO = """set -e
+rmmod testgpu testgpu_vsec testgpu_compat
+rm -rf /var/lib/firmware/testgpu
+printf '\\000' > /sys/module/firmware_class/parameters/path
+"""
+
+
+def timed(argv: list[str]) -> float:
+    started = time.monotonic()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def in_tree() -> None:
+    subprocess.run(["modprobe", "i915"], check=True)
+
+
+node.setup()
+node.report_logs_at_exit()
+subprocess.run(node.agent_argv("--help"), check=True, stdout=subprocess.DEVNULL)  # warm the page cache
+agent_cold, shell_cold, interpreter = [], [], []
+for _ in range(RUNS):
+    in_tree()
+    shell_cold.append(timed(["sh", "-c", SHELL]))
+    subprocess.run(["sh", "-c", SHELL_UNDO], check=True)
+    subprocess.run(["modprobe", "i915"], check=True)
+    agent_cold.append(timed(node.agent_argv("load", *ARGS)))
+    subprocess.run(node.agent_argv("unload"), check=True, stdout=subprocess.DEVNULL)
+    interpreter.append(timed([sys.executable, "-S", "-c", "pass"]))
+guest.report("shell_cold", shell_cold)
+guest.report("agent_cold", agent_cold)
+guest.report("interpreter", interpreter)
+
+warm, stop, rss, cold_run = [], [], [], []
+for _ in range(RUNS):
+    started = time.monotonic()
+    agent = node.start("run", *ARGS, "--listen", f"127.0.0.1:{node.PORT}", log="cold.log")
+    node.wait_http("/readyz", 200, process=agent)
+    cold_run.append(time.monotonic() - started)
+    node.stop(agent, signal.SIGKILL)
+    started = time.monotonic()
+    agent = node.start("run", *ARGS, "--listen", f"127.0.0.1:{node.PORT}", log="warm.log")
+    node.wait_http("/readyz", 200, process=agent)
+    warm.append(time.monotonic() - started)
+    for _ in range(5):  # steady state: a few scrapes later
+        node.http("/metrics")
+    status = Path(f"/proc/{agent.pid}/status").read_text()
+    rss.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024)
+    code, seconds = node.stop(agent)
+    assert code == 0 and not Path("/sys/module/testgpu").exists()
+    stop.append(seconds)
+guest.report("run_cold_to_ready", cold_run)
+guest.report("run_warm_to_ready", warm)
+guest.report("sigterm_to_exit", stop)
+guest.report("rss_mb", rss)
+guest.report("median", {k: statistics.median(v) for k, v in (("shell", shell_cold), ("agent", agent_cold))})
+guest.report("done", True)
