@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.config import GlobalConfig
-from agent.discovery.node import NodeFacts, discover
 
 if TYPE_CHECKING:
     import threading
@@ -15,6 +14,7 @@ if TYPE_CHECKING:
 
     from agent.build.config import BuildConfig
     from agent.build.service import BuildResult
+    from agent.discovery.node import NodeFacts
     from agent.errors import RecipeError
     from agent.lifecycle.commands import LifecycleCommands
     from agent.lifecycle.config import LifecycleConfig
@@ -64,10 +64,13 @@ class App:
         return self.recipes().by_name(spec)
 
     def detect(self) -> NodeFacts:
+        from agent.discovery.node import discover
+
         return discover(self.host)
 
     def check(self, recipe_spec: str | None = None) -> CheckResult:
         """Judge the node against one recipe, or every shipped recipe and pick the best."""
+        from agent.discovery.node import discover
         from agent.support import best, judge
 
         if recipe_spec:
@@ -188,6 +191,8 @@ class App:
         )
 
         def discover_facts() -> NodeFacts:
+            from agent.discovery.node import discover
+
             return discover(host, use_udev=False, driver_module=self._main_module(config))
 
         def make_daemon() -> Daemon:

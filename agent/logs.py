@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 LEVELS = ("debug", "info", "warning", "error")
+_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 FORMATS = ("auto", "json", "console")
 
 _settings: dict[str, str] = {"format": "auto", "level": "info"}
@@ -51,6 +52,10 @@ def _setup() -> None:
     _state["configured"] = True
 
 
+def _enabled(level: str) -> bool:
+    return _NUMBERS[level] >= _NUMBERS[_settings["level"]]
+
+
 class LazyLogger:
     """A logger that becomes a structlog bound logger on first use."""
 
@@ -65,13 +70,17 @@ class LazyLogger:
         return structlog.get_logger(self._name)
 
     def debug(self, event: str, **kw: Any) -> None:
-        self._logger().debug(event, **kw)
+        # Checked before structlog is touched: a build logs every make line at debug.
+        if _enabled("debug"):
+            self._logger().debug(event, **kw)
 
     def info(self, event: str, **kw: Any) -> None:
-        self._logger().info(event, **kw)
+        if _enabled("info"):
+            self._logger().info(event, **kw)
 
     def warning(self, event: str, **kw: Any) -> None:
-        self._logger().warning(event, **kw)
+        if _enabled("warning"):
+            self._logger().warning(event, **kw)
 
     def error(self, event: str, **kw: Any) -> None:
         self._logger().error(event, **kw)

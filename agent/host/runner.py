@@ -73,7 +73,8 @@ class Runner:
         full_env = None if env is None else {**os.environ, **env}
         lines: list[str] = []
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        log_handle = log_file.open("a", encoding="utf-8") if log_file else None
+        # Line-buffered: `tail -f` follows a build, and a killed one keeps its log.
+        log_handle = log_file.open("a", encoding="utf-8", buffering=1) if log_file else None
         try:
             proc = popen(
                 args,
