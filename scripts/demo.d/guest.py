@@ -63,7 +63,8 @@ def main() -> None:
         line
         for line in metrics.splitlines()
         if line.startswith("intel_gpu_driver_")
-        and not line.startswith(("intel_gpu_driver_step_duration_seconds_bucket",))
+        and "_bucket{" not in line
+        and "_created" not in line
     ]
     guest.report("07 metrics excerpt", "\n".join(excerpt[:30]))
     stopped = guest.stop(daemon, timeout=120)
