@@ -18,12 +18,14 @@
 # Build args (each re-declared in every stage that uses it):
 #   KERNEL_FULL_VERSION  the target kernel release (`uname -r` on the nodes); required, set by KMM.
 #                        Never the build machine's kernel.
-#   KERNEL_VERSION, MOD_NAME, MOD_NAMESPACE   set by KMM; recorded in labels only
+#   KERNEL_VERSION, MOD_NAME, MOD_NAMESPACE   set by KMM; MOD_* go into a label (KERNEL_VERSION unused)
 #   RECIPE               a recipe name (build/releases) or a path inside the build context / archive
 #   BASE_IMAGE           Ubuntu or Debian image whose package sources have linux-headers-<kver>
 #                        (the nodes' distribution and release); a mirror behind a proxy
 #   HTTP_PROXY, HTTPS_PROXY, NO_PROXY   for apt, pip and the driver downloads (not kept in the image)
-#   AGENT_SOURCE, AGENT_SOURCE_SHA256   a source archive URL of this project and its sha256
+#   AGENT_SOURCE, AGENT_SOURCE_SHA256   a source archive URL of this project (.tar.gz with one top
+#                        folder, as a forge's tag archive or `git archive --prefix=NAME/` makes it) and
+#                        its sha256; used only when the build context has no pyproject.toml
 #   CA_BUNDLE            PEM file of extra CA certificates (TLS-intercepting proxies), used when it
 #                        exists at build time: a KMM build secret `ca-bundle` (key ca.crt) is mounted
 #                        at the default path; with buildah: --volume host.pem:/run/secrets/ca-bundle/ca.crt

@@ -135,7 +135,9 @@ def build(
     timeout: float = 1800,
 ) -> Built:
     """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local)."""
+    # --force-rm: a failed step's working container is removed too (the failing-build tests leave none).
     argv = [buildah, *STORAGE, "build", "--isolation", "chroot", f"--layers={str(layers).lower()}", "--pull=never"]
+    argv.append("--force-rm")
     if no_cache:
         argv.append("--no-cache")
     if HOST_CA_BUNDLE.is_file():
