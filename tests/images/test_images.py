@@ -205,6 +205,13 @@ def test_driver_tree_matches_a_direct_build(driver_root: Path, direct_tree: Path
     ).read_text()
 
 
+def test_driver_image_is_small_and_holds_no_toolchain(tools: Tools, driver: imagelib.Built, driver_root: Path) -> None:
+    assert not (driver_root / "usr/bin/gcc").exists() and not list((driver_root / "usr/src").glob("linux-headers-*"))
+    assert not (driver_root / "src").exists(), "the build context stays in the build stage"
+    size = imagelib.image_size(tools.podman, driver.tag)
+    assert size <= 150_000_000, f"driver image is {size / 1e6:.0f} MB"
+
+
 def test_driver_image_serves_kmm_and_the_agent(tools: Tools, driver: imagelib.Built, kernel: str) -> None:
     config = imagelib.inspect(tools.buildah, driver.tag)["OCIv1"]["config"]  # type: ignore[index]
     assert "INTEL_GPU_AGENT_DRIVER_TREE=/" in config["Env"]
