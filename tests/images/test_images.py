@@ -245,6 +245,26 @@ def test_wrong_kernel_fails_the_build_naming_kernel_and_package(tools: Tools, ba
     ), built.output[-3000:]
 
 
+def test_missing_kernel_full_version_fails_the_build_saying_so(tools: Tools, base: str) -> None:
+    args = {"BASE_IMAGE": base, "RECIPE": RECIPE}
+    built = imagelib.build(
+        tools.buildah, REPO / "Dockerfile.builder", REPO, "localhost/igd-nokernel:test", args, check=False
+    )
+    assert built.returncode != 0
+    assert "build arg KERNEL_FULL_VERSION is empty" in built.output, built.output[-3000:]
+
+
+def test_proxy_build_args_reach_apt(tools: Tools, base: str, kernel: str) -> None:
+    # A proxy address where nothing listens: apt must try it (and the build then fails).
+    proxy = f"http://127.0.0.1:{imagelib.free_port()}"
+    args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy}
+    built = imagelib.build(
+        tools.buildah, REPO / "Dockerfile.builder", REPO, "localhost/igd-proxy:test", args, check=False
+    )
+    assert built.returncode != 0
+    assert f"connect to {proxy.removeprefix('http://')}" in built.output, built.output[-3000:]
+
+
 # --- KMM's in-cluster build: the Dockerfile alone as the build context -----------------------------
 
 ARCHIVE_TOP = f"intel-gpu-driver-agent-{__version__}"
