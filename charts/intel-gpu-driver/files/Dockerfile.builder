@@ -18,12 +18,14 @@
 # Build args (each re-declared in every stage that uses it):
 #   KERNEL_FULL_VERSION  the target kernel release (`uname -r` on the nodes); required, set by KMM.
 #                        Never the build machine's kernel.
-#   KERNEL_VERSION, MOD_NAME, MOD_NAMESPACE   set by KMM; recorded in labels only
+#   KERNEL_VERSION, MOD_NAME, MOD_NAMESPACE   set by KMM; MOD_* go into a label (KERNEL_VERSION unused)
 #   RECIPE               a recipe name (build/releases) or a path inside the build context / archive
 #   BASE_IMAGE           Ubuntu or Debian image whose package sources have linux-headers-<kver>
 #                        (the nodes' distribution and release); a mirror behind a proxy
 #   HTTP_PROXY, HTTPS_PROXY, NO_PROXY   for apt, pip and the driver downloads (not kept in the image)
-#   AGENT_SOURCE, AGENT_SOURCE_SHA256   a source archive URL of this project and its sha256
+#   AGENT_SOURCE, AGENT_SOURCE_SHA256   a source archive URL of this project (.tar.gz with one top
+#                        folder, as a forge's tag archive or `git archive --prefix=NAME/` makes it) and
+#                        its sha256; used only when the build context has no pyproject.toml
 #   CA_BUNDLE            PEM file of extra CA certificates (TLS-intercepting proxies), used when it
 #                        exists at build time: a KMM build secret `ca-bundle` (key ca.crt) is mounted
 #                        at the default path; with buildah: --volume host.pem:/run/secrets/ca-bundle/ca.crt
@@ -83,7 +85,7 @@ RUN set -eu; \
       echo "error: no kernel headers for kernel ${KERNEL_FULL_VERSION}: package ${headers} is not in the package sources of ${BASE_IMAGE}; use a BASE_IMAGE of the nodes' distribution release that ships ${headers} (or a mirror of it)" >&2; \
       exit 1; \
     fi; \
-    for py in python3 python3.11; do command -v "$py" >/dev/null && break; done; \
+    for py in python3 python3.11; do "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && break; done; \
     apt-get install -y -qq --no-install-recommends \
       "$headers" gcc make flex bison bc libelf-dev xz-utils zstd ca-certificates "$py-venv" >/dev/null; \
     rm -rf /var/lib/apt/lists/*; \
@@ -112,6 +114,7 @@ RUN set -eu; \
       tar -xzf /tmp/agent.tar.gz -C /src --strip-components=1; \
       rm /tmp/agent.tar.gz; \
     fi; \
+    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q --upgrade "pip>=24"; \
     "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q /src; \
     "$venv/bin/pip" uninstall -y -q pip setuptools; \
     mkdir -p /usr/share/intel-gpu-driver-agent; \
