@@ -59,17 +59,32 @@ guest.report("shell_cold", shell_cold)
 guest.report("agent_cold", agent_cold)
 guest.report("interpreter", interpreter)
 
-warm, stop, rss, cold_run = [], [], [], []
+STEPS = ("preflight", "firmware", "remove_in_tree", "modprobe", "verify")
+
+
+def step_seconds() -> dict[str, float]:
+    """The run's own step durations (its step_duration_seconds histogram sums)."""
+    text = node.http("/metrics")[1]
+    out = {}
+    for step in STEPS:
+        value = node.metric(text, f'intel_gpu_driver_step_duration_seconds_sum{{step="{step}"}}')
+        out[step] = value or 0.0
+    return out
+
+
+warm, stop, rss, cold_run, cold_apply, warm_apply = [], [], [], [], [], []
 for _ in range(RUNS):
     started = time.monotonic()
     agent = node.start("run", *ARGS, "--listen", f"127.0.0.1:{node.PORT}", log="cold.log")
     node.wait_http("/readyz", 200, process=agent)
     cold_run.append(time.monotonic() - started)
+    cold_apply.append(sum(step_seconds().values()))
     node.stop(agent, signal.SIGKILL)
     started = time.monotonic()
     agent = node.start("run", *ARGS, "--listen", f"127.0.0.1:{node.PORT}", log="warm.log")
     node.wait_http("/readyz", 200, process=agent)
     warm.append(time.monotonic() - started)
+    warm_apply.append(sum(step_seconds().values()))
     for _ in range(5):  # steady state: a few scrapes later
         node.http("/metrics")
     status = Path(f"/proc/{agent.pid}/status").read_text()
@@ -81,5 +96,7 @@ guest.report("run_cold_to_ready", cold_run)
 guest.report("run_warm_to_ready", warm)
 guest.report("sigterm_to_exit", stop)
 guest.report("rss_mb", rss)
+guest.report("run_cold_apply", cold_apply)
+guest.report("run_warm_apply", warm_apply)
 guest.report("median", {k: statistics.median(v) for k, v in (("shell", shell_cold), ("agent", agent_cold))})
 guest.report("done", True)

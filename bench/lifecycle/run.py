@@ -64,6 +64,10 @@ def main() -> None:
         ("cold `run` start to /readyz 200", f"{med['run_cold_to_ready']:.2f} s", ""),
         ("warm restart (`run` after SIGKILL) start to /readyz 200", f"{med['run_warm_to_ready']:.2f} s", ""),
         ("warm restart / cold load", f"{warm_share:.0%}", "<= 25%"),
+        ("in process: cold apply (preflight to verified, step sums)", f"{med['run_cold_apply']:.2f} s", ""),
+        ("in process: cold apply / shell script", f"{med['run_cold_apply'] / med['shell_cold']:.2f}", ""),
+        ("in process: warm apply (preflight, verify)", f"{med['run_warm_apply']:.2f} s", ""),
+        ("in process: warm / cold apply", f"{med['run_warm_apply'] / med['run_cold_apply']:.0%}", ""),
         ("SIGTERM to exit, driver unloaded", f"{med['sigterm_to_exit']:.2f} s", "<= 2 s"),
         ("steady-state RSS of `run`", f"{med['rss_mb']:.1f} MB", "<= 45 MB"),
     ]
