@@ -170,13 +170,25 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
         option("--driver-tree", env="DRIVER_TREE", default=None, help="A tree made by `build` (or one per kernel)."),
         option("--recipe", env="RECIPE", default=None, help="Recipe name or TOML; built here if no tree fits."),
         option("--state-dir", env="STATE_DIR", default=None, help="Host folder of the journal and build cache."),
-        option("--unload-deadline", env="UNLOAD_DEADLINE", default=60.0, show_default=True, type=float,
-               help="Seconds to retry a busy unload before exiting 4."),
+        option(
+            "--unload-deadline",
+            env="UNLOAD_DEADLINE",
+            default=60.0,
+            show_default=True,
+            type=float,
+            help="Seconds to retry a busy unload before exiting 4.",
+        ),
     ]
     if daemon:
         opts += [
-            option("--mode", env="MODE", default="load", show_default=True, type=click.Choice(["load", "monitor"]),
-                   help="monitor: KMM loads the driver; only check, verify and serve."),
+            option(
+                "--mode",
+                env="MODE",
+                default="load",
+                show_default=True,
+                type=click.Choice(["load", "monitor"]),
+                help="monitor: KMM loads the driver; only check, verify and serve.",
+            ),
             option("--listen", env="LISTEN", default="0.0.0.0:9480", show_default=True, help="HOST:PORT to serve."),
             option("--node-name", env="NODE_NAME", default=None, help="Node to label via the API server."),
         ]
