@@ -27,6 +27,8 @@ GPU = "0000:00:05.0"
 STATE = Path("/var/lib/intel-gpu-driver")
 PORT = 9480
 MODULES = ("testgpu", "testgpu_compat", "testgpu_vsec")
+# The guest's own fresh tmpfs: its /tmp shows the host's /tmp, where other runs leave files of the same names.
+LOGS = Path("/run/scenario-logs")
 
 
 def setup(*, gpu: bool = True) -> None:
@@ -55,8 +57,9 @@ def agent_argv(command: str, *args: str) -> list[str]:
 def start(
     command: str, *args: str, env: dict[str, str] | None = None, log: str = "agent.log"
 ) -> subprocess.Popen[bytes]:
-    """Start the agent in the background; its JSON log goes to /tmp/<log>."""
-    out = open(f"/tmp/{log}", "ab")  # noqa: SIM115 - lives as long as the process
+    """Start the agent in the background; its JSON log goes to LOGS/<log>."""
+    LOGS.mkdir(exist_ok=True)
+    out = open(LOGS / log, "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
         agent_argv(command, *args), cwd=REPO, stdout=out, stderr=out, env={**os.environ, **(env or {})}
     )
@@ -161,7 +164,7 @@ def kernel_log_since(marker: str) -> list[str]:
 def log_events(log: str = "agent.log") -> list[dict[str, Any]]:
     """The agent's JSON log lines."""
     out = []
-    for line in Path(f"/tmp/{log}").read_text().splitlines():
+    for line in (LOGS / log).read_text().splitlines():
         if line.startswith("{"):
             try:
                 out.append(json.loads(line))
@@ -171,11 +174,11 @@ def log_events(log: str = "agent.log") -> list[dict[str, Any]]:
 
 
 def report_logs_at_exit() -> None:
-    """On any exit of the guest script, send the agent's logs (/tmp/*.log) to the host for the failure message."""
+    """On any exit of the guest script, send the agent's logs (LOGS/*.log) to the host for the failure message."""
     import atexit
 
     def send() -> None:
-        for path in sorted(Path("/tmp").glob("*.log")):
+        for path in sorted(LOGS.glob("*.log")):
             guest.report(f"log:{path.name}", path.read_text()[-6000:])
 
     atexit.register(send)

@@ -50,7 +50,7 @@ guest.report("e.unload", node.run("unload"))
 guest.report("e.after_unload", node.node_state())
 
 # --- f. a firmware file missing from the tree → refused before any host change -------------------
-broken = Path("/tmp/broken-tree")
+broken = Path("/run/broken-tree")  # the guest's own tmpfs, not the host's /tmp
 shutil.copytree(TREE, broken)
 (broken / "firmware/testgpu/testgpu_huc_1.0.bin").unlink()
 guest.report("f.load", node.run("load", "--driver-tree", str(broken), "--recipe", RECIPE))
