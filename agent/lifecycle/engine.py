@@ -161,6 +161,8 @@ class Lifecycle:
     def apply(self, target: Target, facts: NodeFacts) -> Outcome:
         """Preflight, recover, apply each change journaled first, verify; any failure rolls back and raises."""
         started = time.monotonic()
+        # Logged before the first timed step: the logger's own start-up is not a step's duration.
+        log.info("apply_started", recipe=target.recipe.name, tree=str(target.tree.root), kernel=facts.kernel.release)
         with self.step("preflight"):
             self.preflight(target, facts)
         self.recover(target)
