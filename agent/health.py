@@ -47,7 +47,10 @@ class HealthServer:
         handler = _handler(metrics, readiness, alive)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+        # A short poll interval: shutdown() waits up to one interval, and SIGTERM-to-exit is a target.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="health-http", daemon=True
+        )
 
     @property
     def port(self) -> int:
