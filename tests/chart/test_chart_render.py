@@ -159,6 +159,11 @@ def test_defaults_build_on_the_node_with_a_narrow_agent(rendered: dict[str, list
     annotations = ds["spec"]["template"]["metadata"]["annotations"]
     assert annotations["container.apparmor.security.beta.kubernetes.io/agent"] == "unconfined"
     assert annotations["prometheus.io/scrape"] == "true"
+    # Building needs a compiler: the agent image's toolchain variant, and the host's headers where
+    # kbuild's absolute include paths expect them.
+    assert container(ds)["image"].endswith("-toolchain")
+    mounts = {m["mountPath"]: m for m in container(ds)["volumeMounts"]}
+    assert mounts["/usr/src"]["readOnly"] is True and mounts["/lib/modules"]["readOnly"] is True
 
 
 def test_host_is_read_only_except_what_the_agent_writes(rendered: dict[str, list[Doc]]) -> None:

@@ -133,6 +133,7 @@ def build(
     no_cache: bool = False,
     check: bool = True,
     timeout: float = 1800,
+    target: str | None = None,
 ) -> Built:
     """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local)."""
     # --force-rm: a failed step's working container is removed too (the failing-build tests leave none).
@@ -140,6 +141,8 @@ def build(
     argv.append("--force-rm")
     if no_cache:
         argv.append("--no-cache")
+    if target:
+        argv += ["--target", target]
     if HOST_CA_BUNDLE.is_file():
         argv += ["--volume", f"{HOST_CA_BUNDLE}:{CA_BUNDLE_TARGET}:ro"]
     for name, value in build_args.items():
@@ -167,9 +170,16 @@ def image_size(podman: str, ref: str) -> int:
 
 
 def podman_run(
-    podman: str, ref: str, *args: str, entrypoint: str | None = None, env: Mapping[str, str] | None = None
+    podman: str,
+    ref: str,
+    *args: str,
+    entrypoint: str | None = None,
+    env: Mapping[str, str] | None = None,
+    volumes: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     argv = [podman, *STORAGE, "run", "--rm", *PODMAN_RUN, "--network", "none"]
+    for host_path, spec in (volumes or {}).items():
+        argv += ["--volume", f"{host_path}:{spec}"]
     for name, value in (env or {}).items():
         argv += ["--env", f"{name}={value}"]
     if entrypoint is not None:

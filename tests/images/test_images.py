@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 LOADER_TAG = "localhost/intel-gpu-driver-agent:test"
 DRIVER_TAG = "localhost/intel-gpu-driver:test"
+TOOLCHAIN_TAG = "localhost/intel-gpu-driver-agent:test-toolchain"
 RECIPE = "tests/recipes/testgpu.toml"
 MODULES = ("testgpu", "testgpu_compat", "testgpu_vsec")
 # The build args each Dockerfile documents; every stage that uses one must re-declare it.
@@ -145,6 +146,23 @@ def test_loader_image_runs_the_agent(tools: Tools, loader: imagelib.Built) -> No
     assert "no driver release supports this node" in done.stderr
     done = imagelib.podman_run(tools.podman, loader.tag, "--version", entrypoint="modprobe")
     assert done.returncode == 0 and "kmod" in done.stdout, done.stderr
+
+
+def test_toolchain_target_builds_the_driver_with_the_hosts_headers(
+    tools: Tools, loader: imagelib.Built, base: str, kernel: str
+) -> None:
+    """What the chart's build-on-node DaemonSet does: the host's headers mounted, the driver built inside."""
+    built = imagelib.build(
+        tools.buildah, REPO / "Dockerfile.loader", REPO, TOOLCHAIN_TAG, {"BASE_IMAGE": base}, target="toolchain"
+    )
+    volumes = {"/lib/modules": "/lib/modules:ro", "/usr/src": "/usr/src:ro", str(REPO / "tests"): "/checkout-tests:ro"}
+    # Debian splits kbuild's scripts into /usr/lib/linux-kbuild-<series> (Ubuntu keeps them in /usr/src).
+    volumes |= {str(p): f"{p}:ro" for p in Path("/usr/lib").glob("linux-kbuild-*")}
+    argv = ["build", "--recipe", "/checkout-tests/recipes/testgpu.toml", "--kernel", kernel, "--out", "/tmp/tree"]
+    done = imagelib.podman_run(tools.podman, built.tag, *argv, "--cache-dir", "/tmp/cache", volumes=volumes)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"for {kernel} into /tmp/tree" in done.stdout
+    assert "testgpu.ko" in done.stdout
 
 
 def test_loader_image_config_labels_and_size(tools: Tools, loader: imagelib.Built) -> None:
