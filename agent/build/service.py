@@ -252,7 +252,7 @@ class Builder:
         # kbuild writes objects next to the sources: each kernel builds in its own copy.
         shutil.copytree(source_root, build_dir, symlinks=True)
         install_dir.mkdir()
-        # KLIB is "/lib/modules/<kernel>": a private one whose build/ is the headers, so no step can
+        # KLIB stands for the kernel's module folder: a private one whose build/ is the headers, so no step can
         # write to the host's module folder.
         klib.mkdir()
         (klib / "build").symlink_to(inputs.headers.path)
