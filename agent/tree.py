@@ -15,6 +15,7 @@ from typing import Any
 
 from agent.errors import UsageError
 from agent.host.files import atomic_write
+from agent.host.paths import module_key
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = 1
@@ -62,8 +63,8 @@ class Manifest:
     schema: int = MANIFEST_SCHEMA
 
     def module(self, name: str) -> BuiltModule | None:
-        wanted = name.replace("-", "_")
-        return next((m for m in self.modules if m.name.replace("-", "_") == wanted), None)
+        wanted = module_key(name)
+        return next((m for m in self.modules if module_key(m.name) == wanted), None)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from agent.host.files import read_optional
-from agent.host.paths import HostPaths
+from agent.host.paths import HostPaths, module_key
 
 _BACKPORT_TAG = re.compile(r"using backports (\S+)")
 
@@ -90,7 +90,7 @@ def module_info(
 
 def driver_origin(modules: dict[str, LoadedModule], name: str = "i915", marker: str = "backported") -> DriverOrigin:
     """Tell the backport from the in-tree driver by its version string (the in-tree one has none)."""
-    module = modules.get(name.replace("-", "_"))
+    module = modules.get(module_key(name))
     if module is None:
         return DriverOrigin(module=name, origin="none")
     if marker in module.version:

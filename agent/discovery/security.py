@@ -60,5 +60,6 @@ def _sig_enforce(parameter: str | None, cmdline: str) -> bool:
 def read_firmware_path(host: HostPaths) -> str | None:
     """The kernel's extra firmware search path ("" when unset); None when the file is not there."""
     text = read_optional(host.firmware_class_path)
-    # sysfs adds a newline on read; the value itself must never carry one.
-    return None if text is None else text.rstrip("\n")
+    # sysfs adds a newline on read (the value itself must never carry one); a reset written as a
+    # NUL byte (the kernel ignores an empty write) reads back as nothing.
+    return None if text is None else text.rstrip("\n").rstrip("\x00")

@@ -9,6 +9,11 @@ from pathlib import Path
 CONTAINER_HOST_ROOT = "/host"
 
 
+def module_key(name: str) -> str:
+    """A module's name as the kernel spells it (lsmod, /sys/module): "mei-gsc" and "mei_gsc" are one module."""
+    return name.replace("-", "_")
+
+
 @dataclass(frozen=True)
 class HostPaths:
     """Host locations under ``root``: "/" on the node, "/host" in the container, a tmp dir in tests.
@@ -66,7 +71,7 @@ class HostPaths:
 
     def module_dir(self, name: str) -> Path:
         """/sys/module/<name>; module names use underscores in sysfs."""
-        return self.sys_module / name.replace("-", "_")
+        return self.sys_module / module_key(name)
 
     @property
     def firmware_class_path(self) -> Path:

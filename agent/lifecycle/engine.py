@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.discovery.node import NodeFacts
+from agent.discovery.security import read_firmware_path
 from agent.errors import AgentError, IntegrityError, LoadError, UnsupportedHostError, UsageError
 from agent.host.files import read_optional, sha256_file
-from agent.host.paths import HostPaths
-from agent.lifecycle.firmware import FILE, PATH, Firmware, check_tree_firmware, read_path
+from agent.host.paths import HostPaths, module_key
+from agent.lifecycle.firmware import FILE, PATH, Firmware, check_tree_firmware
 from agent.lifecycle.journal import Journal
-from agent.lifecycle.modules import LOADED, REMOVED, Modules, load_sequence, norm, ours
+from agent.lifecycle.modules import LOADED, REMOVED, Modules, load_sequence, ours
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
 from agent.recipes.model import Recipe
@@ -44,7 +45,7 @@ class Target:
 
     @property
     def driver_modules(self) -> list[str]:
-        return list(dict.fromkeys([norm(self.recipe.main_module), *map(norm, load_sequence(self.recipe))]))
+        return list(dict.fromkeys([module_key(self.recipe.main_module), *map(module_key, load_sequence(self.recipe))]))
 
 
 @dataclass(frozen=True)
@@ -149,13 +150,13 @@ class Lifecycle:
         loaded = self.modules.loaded()
         mine = ours(target.tree)
         if any(
-            loaded.get(norm(m)) is None or loaded[norm(m)].srcversion != mine.get(norm(m))
+            loaded.get(module_key(m)) is None or loaded[module_key(m)].srcversion != mine.get(module_key(m))
             for m in load_sequence(target.recipe)
         ):
             return False
         if any(not _has_sha(c.data["path"], c.data["sha256"]) for c in j.of_kind(FILE)):
             return False
-        return all(read_path(self.host) == c.data["value"] for c in j.of_kind(PATH))
+        return all(read_firmware_path(self.host) == c.data["value"] for c in j.of_kind(PATH))
 
     # --- apply --------------------------------------------------------------------------------
     def apply(self, target: Target, facts: NodeFacts) -> Outcome:
@@ -231,7 +232,7 @@ class Lifecycle:
         journal = self.journal
         placement = self.firmware.choose(journal)
         if not placement.set_path:
-            return read_path(self.host) == self.firmware.our_path
+            return read_firmware_path(self.host) == self.firmware.our_path
         if not journal.exists:
             journal.begin(phase="applying", mode="monitor", boot_id=self.boot_id, driver_modules=[])
         ok = self.firmware.set_path(journal)
@@ -278,7 +279,7 @@ class Lifecycle:
                 m: {"srcversion": loaded[m].srcversion, "refcount": loaded[m].refcount, "version": loaded[m].version}
                 for m in driver
             },
-            "firmware_path": read_path(self.host),
+            "firmware_path": read_firmware_path(self.host),
         }
 
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.discovery.security import read_firmware_path
 from agent.errors import IntegrityError, UsageError
 from agent.host.files import atomic_write, sha256_file
 from agent.host.paths import HostPaths
@@ -28,16 +29,6 @@ class Placement:
     folder: Path
     set_path: bool
     reason: str
-
-
-def read_path(host: HostPaths) -> str | None:
-    """The firmware search path as the kernel uses it ("" when unset, None when not readable)."""
-    try:
-        raw = host.firmware_class_path.read_bytes()
-    except OSError:
-        return None
-    # sysfs appends a newline on read; a reset written as a NUL byte reads back as nothing.
-    return raw.decode(errors="replace").rstrip("\n").rstrip("\x00")
 
 
 def write_path(host: HostPaths, value: str) -> None:
@@ -85,7 +76,7 @@ class Firmware:
 
     def choose(self, journal: Journal) -> Placement:
         """/var/lib/firmware with the path set when the path is empty or ours, else /lib/firmware/updates."""
-        current = read_path(self.host)
+        current = read_firmware_path(self.host)
         updates = Placement(self.host.lib_firmware_updates, False, "")
         if current is None:
             return Placement(updates.folder, False, f"{self.host.firmware_class_path} is not readable")
@@ -101,7 +92,7 @@ class Firmware:
 
     def set_path(self, journal: Journal) -> bool:
         """Point the search path at our folder (journaled, old value kept); False if the path cannot be written."""
-        current = read_path(self.host)
+        current = read_firmware_path(self.host)
         if current == self.our_path and journal.get(self._path_key) is not None:
             return True
         if current == self.our_path:
@@ -117,7 +108,7 @@ class Firmware:
             journal.drop(entry)
             log.warning("firmware_path_not_writable", path=str(self.host.firmware_class_path), error=str(failed))
             return False
-        if read_path(self.host) != self.our_path:
+        if read_firmware_path(self.host) != self.our_path:
             raise IntegrityError(
                 f"wrote {self.our_path!r} to {self.host.firmware_class_path} but it reads back otherwise"
             )
@@ -156,7 +147,7 @@ class Firmware:
     def undo(self, change: Change) -> None:
         """Revert one firmware change if it is still ours; leave anything someone else changed since."""
         if change.kind == PATH:
-            current = read_path(self.host)
+            current = read_firmware_path(self.host)
             if current == change.data["value"]:
                 write_path(self.host, change.data["previous"])
                 log.info("firmware_path_restored", value=change.data["previous"])

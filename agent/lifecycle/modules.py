@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from agent.discovery.modules import LoadedModule, loaded_modules
 from agent.errors import CommandError, LoadError, ModuleBusyError
-from agent.host.paths import HostPaths
+from agent.host.paths import HostPaths, module_key
 from agent.host.runner import Runner
 from agent.lifecycle.holders import Holder, find_holders
 from agent.lifecycle.journal import Change, Journal
@@ -21,11 +21,6 @@ LOADED = "module_loaded"
 TIMEOUT = 120.0
 
 
-def norm(name: str) -> str:
-    """Module names as the kernel lists them (dashes become underscores)."""
-    return name.replace("-", "_")
-
-
 def load_sequence(recipe: Recipe) -> tuple[str, ...]:
     """What to modprobe, in order: the recipe's load order, then the modules it loads afterwards."""
     out: list[str] = []
@@ -37,7 +32,7 @@ def load_sequence(recipe: Recipe) -> tuple[str, ...]:
 
 def ours(tree: DriverTree) -> dict[str, str]:
     """name → srcversion of every module in the tree (what "loaded from this tree" means)."""
-    return {norm(m.name): m.srcversion for m in tree.manifest.modules}
+    return {module_key(m.name): m.srcversion for m in tree.manifest.modules}
 
 
 class BusyError(ModuleBusyError):
@@ -70,7 +65,7 @@ class Modules:
     def remove_replaced(self, journal: Journal, recipe: Recipe, tree: DriverTree) -> int:
         """rmmod the loaded in-tree modules the recipe replaces, holders first; busy → ``BusyError``."""
         mine = ours(tree)
-        wanted = [norm(m) for m in recipe.replaces]
+        wanted = [module_key(m) for m in recipe.replaces]
         removed = 0
         while True:
             loaded = self.loaded()
@@ -96,7 +91,7 @@ class Modules:
         mine = ours(tree)
         made = 0
         for module in load_sequence(recipe):
-            name = norm(module)
+            name = module_key(module)
             before = self.loaded()
             current = before.get(name)
             if current is not None:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from agent.discovery.gpus import PciGpu, scan_gpus
 from agent.discovery.modules import loaded_modules
-from agent.host.paths import HostPaths
-from agent.lifecycle.modules import norm
+from agent.host.paths import HostPaths, module_key
 from agent.recipes.model import Recipe
 from agent.tree import DriverTree
 
@@ -101,7 +100,7 @@ def log_problems(records: Sequence[Record], names: Sequence[str]) -> list[str]:
 def driver_names(recipe: Recipe) -> list[str]:
     """What the driver's kernel messages mention: its module names and its firmware folders."""
     names = {recipe.main_module, *recipe.load_order, *recipe.after, *(m.name for m in recipe.module_files)}
-    names |= {norm(n) for n in names}
+    names |= {module_key(n) for n in names}
     names |= {f.name.split("/")[0] + "/" for f in recipe.firmware_files if "/" in f.name}
     return sorted(names)
 
@@ -134,7 +133,7 @@ class Verifier:
     def modules(self, tree: DriverTree | None, recipe: Recipe) -> list[str]:
         """Problems with the loaded modules: main module missing, not ours (srcversion), no version marker."""
         loaded = loaded_modules(self.host)
-        main = norm(recipe.main_module)
+        main = module_key(recipe.main_module)
         problems = []
         module = loaded.get(main)
         if module is None:
@@ -146,7 +145,7 @@ class Verifier:
             )
         if tree is not None:
             for built in tree.manifest.modules:
-                name = norm(built.name)
+                name = module_key(built.name)
                 if name in loaded and built.srcversion and loaded[name].srcversion != built.srcversion:
                     problems.append(
                         f"{name} has srcversion {loaded[name].srcversion or '?'}, the tree's is {built.srcversion}: "
@@ -157,16 +156,16 @@ class Verifier:
     def gpus(self, recipe: Recipe) -> tuple[list[str], list[PciGpu]]:
         """Supported GPUs not bound to the main module with a render node (polled until the deadline)."""
         deadline = time.monotonic() + self.gpu_deadline
-        main = norm(recipe.main_module)
+        main = module_key(recipe.main_module)
         while True:
             gpus = [g for g in scan_gpus(self.host).gpus if g.device_id in recipe.device_ids]
-            missing = [g for g in gpus if norm(g.driver_module or g.driver) != main or not g.render_nodes]
+            missing = [g for g in gpus if module_key(g.driver_module or g.driver) != main or not g.render_nodes]
             if not missing or time.monotonic() >= deadline or self.stop.wait(self.poll):
                 problems = [
                     f"GPU {g.pci_id} at {g.address} is "
                     + (
                         f"bound to {g.driver}"
-                        if g.driver and norm(g.driver_module or g.driver) != main
+                        if g.driver and module_key(g.driver_module or g.driver) != main
                         else "not bound"
                         if not g.driver
                         else "bound but has no DRM render node"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import RecipeError, UsageError
+from agent.host.paths import module_key
 from agent.recipes import RELEASES_DIR
 from agent.recipes.model import Archive, FirmwareFile, ModuleFile, Recipe, ValidatedKernel
 
@@ -156,10 +157,10 @@ def _build(build: _Table) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str,
 def _modules(modules: _Table) -> dict[str, Any]:
     main = modules.get("main", str)
     files = tuple(_module_file(t) for t in modules.tables("files"))
-    names = {f.name.replace("-", "_") for f in files}
+    names = {module_key(f.name) for f in files}
     load_order = modules.strings("load_order")
     for module in (main, *load_order):
-        if module.replace("-", "_") not in names:
+        if module_key(module) not in names:
             key = "main" if module == main else "load_order"
             raise modules.fail(key, f"{module!r} is not in modules.files")
     params = modules.table("parameters", {})

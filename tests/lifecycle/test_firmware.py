@@ -9,8 +9,9 @@ from pathlib import Path
 
 from lifecycle.fakes import Node, snapshot
 
+from agent.discovery.security import read_firmware_path
 from agent.host.paths import HostPaths
-from agent.lifecycle.firmware import read_path, write_path
+from agent.lifecycle.firmware import write_path
 from agent.lifecycle.labels import LABEL, ApiServerLabels, NoLabels, labeler_for
 
 GUC = "var/lib/firmware/testgpu/testgpu_guc_1.0.bin"
@@ -56,7 +57,7 @@ def test_the_path_is_written_without_newline_and_reset_with_a_nul(tmp_path: Path
     write_path(host, "")
     # sysfs ignores an empty write; one NUL byte empties the parameter (checked on the real kernel).
     assert host.firmware_class_path.read_bytes() == b"\x00"
-    assert read_path(host) == ""
+    assert read_firmware_path(host) == ""
 
 
 def test_labels_are_a_no_op_outside_a_cluster() -> None:

@@ -34,5 +34,7 @@ def test_firmware_path_strips_the_sysfs_newline(tmp_path: Path) -> None:
     host = FakeHost(tmp_path).firmware_path("/var/lib/firmware")
     assert read_firmware_path(host.paths) == "/var/lib/firmware"
     assert read_firmware_path(FakeHost(tmp_path / "b").paths) == ""
+    # The agent resets the path with one NUL byte (the kernel ignores an empty write).
+    assert read_firmware_path(FakeHost(tmp_path / "c").firmware_path("\x00").paths) == ""
     host.paths.firmware_class_path.unlink()
     assert read_firmware_path(host.paths) is None
