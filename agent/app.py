@@ -42,11 +42,12 @@ class CheckResult:
 
 
 class App:
-    """What the CLI calls; holds no state of its own beyond the configuration."""
+    """What the CLI calls; holds no state of its own beyond the configuration and the recipes it read."""
 
     def __init__(self, *, config: GlobalConfig) -> None:
         self.config = config
         self.host = config.host
+        self._recipes: dict[str, Recipe] = {}
 
     def recipes(self) -> RecipeSet:
         from agent.recipes.loader import load_recipes
@@ -54,14 +55,17 @@ class App:
         return load_recipes([self.config.recipes_dir])
 
     def recipe(self, spec: str) -> Recipe:
-        """A recipe by shipped name, or by path to a TOML file."""
-        if spec.endswith(".toml") or "/" in spec:
-            from pathlib import Path
+        """A recipe by shipped name, or by path to a TOML file; each is read once per process."""
+        if spec not in self._recipes:
+            if spec.endswith(".toml") or "/" in spec:
+                from pathlib import Path
 
-            from agent.recipes.loader import load_recipe
+                from agent.recipes.loader import load_recipe
 
-            return load_recipe(Path(spec))
-        return self.recipes().by_name(spec)
+                self._recipes[spec] = load_recipe(Path(spec))
+            else:
+                self._recipes[spec] = self.recipes().by_name(spec)
+        return self._recipes[spec]
 
     def detect(self) -> NodeFacts:
         from agent.discovery.node import discover

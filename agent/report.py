@@ -7,6 +7,9 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent.discovery.modules import relevant
+from agent.host.paths import module_key
+
 if TYPE_CHECKING:
     from agent.discovery.node import NodeFacts
     from agent.recipes.model import Recipe
@@ -37,7 +40,7 @@ def facts_json(facts: NodeFacts) -> dict[str, Any]:
     data["modules"] = {
         name: to_jsonable(m)
         for name, m in facts.modules.items()
-        if name.startswith(("i915", "intel_vsec", "mei", "drm", "iaf", "pmt"))
+        if relevant(name) or name == module_key(facts.i915.module)
     }
     return data
 

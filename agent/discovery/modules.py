@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from agent.host.files import read_optional
 from agent.host.paths import HostPaths, module_key
 
 _BACKPORT_TAG = re.compile(r"using backports (\S+)")
+# What `detect` reports of the loaded modules (and so reads version and srcversion of).
+RELEVANT_PREFIXES = ("i915", "intel_vsec", "mei", "drm", "iaf", "pmt")
 
 
 @dataclass(frozen=True)
@@ -50,15 +53,31 @@ def parse_proc_modules(text: str) -> dict[str, tuple[int, int, tuple[str, ...], 
     return out
 
 
-def loaded_modules(host: HostPaths) -> dict[str, LoadedModule]:
-    """Every module in /proc/modules, enriched with holders, version and srcversion from /sys/module."""
+def loaded_modules(
+    host: HostPaths, detail: Collection[str] | Callable[[str], bool] | None = None
+) -> dict[str, LoadedModule]:
+    """Every module in /proc/modules (size, refcount, holders, state), with version and srcversion read from
+    /sys/module for the modules ``detail`` names or accepts (all when None; the others have them empty).
+
+    /proc/modules already carries the refcount and the holding modules; sysfs costs two reads a module, which
+    adds up on a GPU node with a hundred modules loaded and a lifecycle that looks several times per apply.
+    """
     text = read_optional(host.proc_modules)
     if text is None:
         return {}
+    wanted = detail if detail is None or callable(detail) else frozenset(map(module_key, detail)).__contains__
     modules = {}
     for name, (size, refcount, users, state) in parse_proc_modules(text).items():
-        modules[name] = module_info(host, name, size=size, refcount=refcount, users=users, state=state)
+        if wanted is None or wanted(name):
+            modules[name] = module_info(host, name, size=size, refcount=refcount, users=users, state=state)
+        else:
+            modules[name] = LoadedModule(name, size, refcount, tuple(sorted(users)), state, "", "")
     return modules
+
+
+def relevant(name: str) -> bool:
+    """The modules a GPU node's report shows: i915 and what it depends on or is used with."""
+    return name.startswith(RELEVANT_PREFIXES)
 
 
 def module_info(
@@ -70,18 +89,13 @@ def module_info(
     users: tuple[str, ...] = (),
     state: str = "Live",
 ) -> LoadedModule:
-    """Read one module's sysfs facts (holders from /sys/module/<m>/holders when it exists)."""
+    """One module's version and srcversion from /sys/module/<m>; refcount and holders as /proc/modules says."""
     directory = host.module_dir(name)
-    try:
-        holders = tuple(sorted(p.name for p in (directory / "holders").iterdir()))
-    except OSError:
-        holders = users
-    refcnt = read_optional(directory / "refcnt")
     return LoadedModule(
         name=name,
         size=size,
-        refcount=int(refcnt) if refcnt and refcnt.strip().isdigit() else refcount,
-        holders=holders,
+        refcount=refcount,
+        holders=tuple(sorted(users)),
         state=state,
         version=(read_optional(directory / "version") or "").strip(),
         srcversion=(read_optional(directory / "srcversion") or "").strip(),

@@ -12,7 +12,7 @@ from agent.errors import AgentError
 from agent.lifecycle.engine import Lifecycle, Outcome
 from agent.lifecycle.journal import StateLock
 from agent.lifecycle.modules import BusyError
-from agent.lifecycle.signals import install_signal_handlers
+from agent.lifecycle.signals import stop_on_signals
 from agent.lifecycle.source import TreeSource
 from agent.logs import get_logger
 
@@ -46,23 +46,20 @@ class LifecycleCommands:
 
     def run(self) -> int:
         """The daemon: returns its exit code (0 after a clean unload, 4 when still held at the deadline)."""
-        install_signal_handlers(self.stop)
-        with self.lock:
+        with stop_on_signals(self.stop), self.lock:
             return self.make_daemon().run()
 
     def load(self) -> Outcome:
         """Apply and verify once; the driver stays loaded (the journal keeps what `unload` reverts)."""
-        install_signal_handlers(self.stop)
-        with self.lock:
+        with stop_on_signals(self.stop), self.lock:
             facts = self.discover()
             target, _ = self.source.resolve(facts.kernel.release)
             return self.lifecycle.apply(target, facts)
 
     def unload(self) -> int:
         """Undo the journal; a busy module is retried until the deadline, then ``BusyError`` (exit 4)."""
-        install_signal_handlers(self.stop)
         deadline = time.monotonic() + self.unload_deadline
-        with self.lock:
+        with stop_on_signals(self.stop), self.lock:
             while True:
                 try:
                     return self.lifecycle.undo()

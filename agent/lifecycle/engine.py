@@ -147,12 +147,10 @@ class Lifecycle:
             or j.header.get("boot_id") != self.boot_id
         ):
             return False
-        loaded = self.modules.loaded()
+        sequence = [module_key(m) for m in load_sequence(target.recipe)]
+        loaded = self.modules.loaded(sequence)
         mine = ours(target.tree)
-        if any(
-            loaded.get(module_key(m)) is None or loaded[module_key(m)].srcversion != mine.get(module_key(m))
-            for m in load_sequence(target.recipe)
-        ):
+        if any(loaded.get(m) is None or loaded[m].srcversion != mine.get(m) for m in sequence):
             return False
         if any(not _has_sha(c.data["path"], c.data["sha256"]) for c in j.of_kind(FILE)):
             return False
@@ -265,8 +263,9 @@ class Lifecycle:
     def status(self) -> dict[str, Any]:
         """The journal and what the host says now, for `status`."""
         j = self.journal
-        loaded = self.modules.loaded()
-        driver = [m for m in j.header.get("driver_modules", []) if m in loaded]
+        driver_modules = j.header.get("driver_modules", [])
+        loaded = self.modules.loaded(driver_modules)
+        driver = [m for m in driver_modules if m in loaded]
         return {
             "journal": str(j.path),
             "phase": j.phase or "none",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Collection, Sequence
 
 from agent.discovery.modules import LoadedModule, loaded_modules
 from agent.errors import CommandError, LoadError, ModuleBusyError
@@ -55,8 +56,9 @@ class Modules:
         self.host = host
         self.runner = runner
 
-    def loaded(self) -> dict[str, LoadedModule]:
-        return loaded_modules(self.host)
+    def loaded(self, detail: Collection[str] = ()) -> dict[str, LoadedModule]:
+        """Every loaded module; version and srcversion only for those named in ``detail``."""
+        return loaded_modules(self.host, detail)
 
     def holders(self, module: str, driver_modules: Sequence[str]) -> tuple[Holder, ...]:
         return find_holders(self.host, module, driver_modules)
@@ -66,25 +68,33 @@ class Modules:
         """rmmod the loaded in-tree modules the recipe replaces, holders first; busy → ``BusyError``."""
         mine = ours(tree)
         wanted = [module_key(m) for m in recipe.replaces]
+        driver_modules = [*recipe.replaces, recipe.main_module]
         removed = 0
         while True:
-            loaded = self.loaded()
+            loaded = self.loaded(wanted)
             targets = [m for m in wanted if m in loaded and loaded[m].srcversion != mine.get(m, "\0")]
             if not targets:
                 return removed
-            # A target held only by other targets waits for them; anything else holding it blocks.
-            free = [m for m in targets if not (set(loaded[m].holders) & set(targets))]
-            module = free[0] if free else targets[0]
-            info = loaded[module]
-            if info.holders or info.refcount > 0:
-                holders = self.holders(module, [*recipe.replaces, recipe.main_module])
-                raise BusyError(module, holders, "remove the in-tree")
-            with journal.change(
-                REMOVED, f"{REMOVED}:{module}", module=module, version=info.version, srcversion=info.srcversion
-            ):
-                self._rmmod(module, [*recipe.replaces, recipe.main_module], "remove the in-tree")
-            removed += 1
-            log.info("in_tree_module_removed", module=module)
+            order = removal_order(targets, loaded)
+            if not order:
+                raise BusyError(*self._stuck(targets, loaded, driver_modules), "remove the in-tree")
+            # One journal entry per module, all intents written before the single rmmod that removes them.
+            with contextlib.ExitStack() as entries:
+                for module in order:
+                    info = loaded[module]
+                    entries.enter_context(
+                        journal.change(
+                            REMOVED,
+                            f"{REMOVED}:{module}",
+                            module=module,
+                            version=info.version,
+                            srcversion=info.srcversion,
+                        )
+                    )
+                gone = self._rmmod(order, driver_modules, "remove the in-tree")
+            removed += len(gone)
+            for module in gone:
+                log.info("in_tree_module_removed", module=module)
 
     def load(self, journal: Journal, tree: DriverTree, recipe: Recipe) -> int:
         """modprobe each module of the load sequence from the tree, with its parameters. Returns loads made."""
@@ -92,7 +102,7 @@ class Modules:
         made = 0
         for module in load_sequence(recipe):
             name = module_key(module)
-            before = self.loaded()
+            before = self.loaded([name])
             current = before.get(name)
             if current is not None:
                 if current.srcversion == mine.get(name):
@@ -120,7 +130,7 @@ class Modules:
         """Revert one module change: unload what we loaded, or load back the in-tree module we removed."""
         if change.kind == REMOVED:
             module = change.data["module"]
-            if module in self.loaded():
+            if module in self.loaded():  # names only
                 return
             try:
                 self.runner.run(["modprobe", module], timeout=TIMEOUT)
@@ -134,30 +144,61 @@ class Modules:
         self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]
     ) -> None:
         """rmmod what we loaded (listed, or identified by srcversion), holders first; never forced."""
+        candidates = list(dict.fromkeys([*loaded_by_us, *srcversions]))
         while True:
-            loaded = self.loaded()
+            loaded = self.loaded(candidates)
             targets = [
                 m
-                for m in dict.fromkeys([*loaded_by_us, *srcversions])
+                for m in candidates
                 if m in loaded and (m in loaded_by_us or loaded[m].srcversion == srcversions.get(m))
             ]
             if not targets:
                 return
-            free = [m for m in targets if not loaded[m].holders and loaded[m].refcount == 0]
-            if not free:
-                stuck = next((m for m in targets if not set(loaded[m].holders) & set(targets)), targets[0])
-                raise BusyError(stuck, self.holders(stuck, driver_modules), "unload")
-            for module in free:
-                self._rmmod(module, driver_modules, "unload")
+            order = removal_order(targets, loaded)
+            if not order:
+                raise BusyError(*self._stuck(targets, loaded, driver_modules), "unload")
+            for module in self._rmmod(order, driver_modules, "unload"):
                 log.info("module_unloaded", module=module)
 
-    def _rmmod(self, module: str, driver_modules: Sequence[str], doing: str) -> None:
+    def _stuck(
+        self, targets: Sequence[str], loaded: dict[str, LoadedModule], driver_modules: Sequence[str]
+    ) -> tuple[str, tuple[Holder, ...]]:
+        """The target that blocks the others (held by something outside them) and what holds it."""
+        stuck = next((m for m in targets if not set(loaded[m].holders) & set(targets)), targets[0])
+        return stuck, self.holders(stuck, driver_modules)
+
+    def _rmmod(self, order: Sequence[str], driver_modules: Sequence[str], doing: str) -> list[str]:
+        """One rmmod for ``order`` (holders first); the modules it removed. A busy module → ``BusyError``."""
         try:
-            self.runner.run(["rmmod", module], timeout=TIMEOUT)
+            self.runner.run(["rmmod", *order], timeout=TIMEOUT)
         except CommandError as e:
-            if "in use" in e.output_tail or "busy" in e.output_tail.lower():
-                raise BusyError(module, self.holders(module, driver_modules), doing) from e
+            still = self.loaded()
+            gone = [m for m in order if m not in still]
+            left = next(m for m in order if m in still) if len(gone) < len(order) else None
+            if left is not None and ("in use" in e.output_tail or "busy" in e.output_tail.lower()):
+                for module in gone:
+                    log.info("module_removed_before_busy", module=module)
+                raise BusyError(left, self.holders(left, driver_modules), doing) from e
             raise
+        return list(order)
+
+
+def removal_order(targets: Sequence[str], loaded: dict[str, LoadedModule]) -> list[str]:
+    """The targets that one rmmod can remove in turn, holders first: each one is held only by targets removed
+    before it, and its refcount is those holders' references (no open handle). Empty when the first is busy."""
+    order: list[str] = []
+    progress = True
+    while progress:
+        progress = False
+        for module in targets:
+            if module in order:
+                continue
+            info = loaded[module]
+            holders = set(info.holders)
+            if holders <= set(order) and info.refcount <= len(holders):
+                order.append(module)
+                progress = True
+    return order
 
 
 def _why(error: CommandError) -> str:

@@ -132,8 +132,8 @@ class Verifier:
 
     def modules(self, tree: DriverTree | None, recipe: Recipe) -> list[str]:
         """Problems with the loaded modules: main module missing, not ours (srcversion), no version marker."""
-        loaded = loaded_modules(self.host)
         main = module_key(recipe.main_module)
+        loaded = loaded_modules(self.host, [main, *(m.name for m in tree.manifest.modules)] if tree else [main])
         problems = []
         module = loaded.get(main)
         if module is None:

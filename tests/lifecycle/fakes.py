@@ -203,14 +203,18 @@ class FakeKernel(Runner):
         self.calls.append(args)
         if self.on_call:
             self.on_call(args)
-        if args[0] == "rmmod":
-            name = args[1]
-            rc, holders = self.modules()[name]
-            if rc or holders:
-                raise CommandError(args, 1, f"rmmod: ERROR: Module {name} is in use")
-            self.remove(name)
-            if name in ("testgpu", "i915"):
-                self.unbind_gpu()
+        if args[0] == "rmmod":  # like kmod's: each module in turn, going on after a failure
+            errors = []
+            for name in args[1:]:
+                rc, holders = self.modules()[name]
+                if rc or holders:
+                    errors.append(f"rmmod: ERROR: Module {name} is in use")
+                    continue
+                self.remove(name)
+                if name in ("testgpu", "i915"):
+                    self.unbind_gpu()
+            if errors:
+                raise CommandError(args, 1, "\n".join(errors))
             return Completed(args, 0, "", 0.0)
         if args[0] == "modprobe" and "-d" in args:
             name = args[args.index("-S") + 2]

@@ -55,6 +55,16 @@ def test_status_and_unload_on_a_clean_node(tmp_path: Path, capsys: pytest.Captur
     assert "nothing to undo" in capsys.readouterr().out
 
 
+def test_commands_leave_sigterm_as_they_found_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run in-process (as here), a command must not keep its SIGTERM handler: a hung pytest could not be stopped."""
+    import signal
+
+    host = debian_node(tmp_path / "host")
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["--host-root", str(host.root), "unload"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_state_dir_option_moves_the_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     host = debian_node(tmp_path / "host")
     assert main(["--host-root", str(host.root), "status", "--json", "--state-dir", "/srv/agent"]) == 0

@@ -14,7 +14,7 @@ from lifecycle.fakes import Node, make_node, recipe, snapshot
 
 from agent.health import HealthServer, Readiness
 from agent.lifecycle.daemon import Daemon, DaemonSettings
-from agent.lifecycle.signals import install_signal_handlers
+from agent.lifecycle.signals import stop_on_signals
 from agent.lifecycle.source import TreeSource
 
 
@@ -171,18 +171,16 @@ def test_monitor_mode_sets_the_path_never_loads_and_restores_the_path(tmp_path: 
     assert snapshot(node.host)["firmware_path"] == b""
 
 
-def test_the_signal_handler_only_sets_the_event() -> None:
+def test_the_signal_handler_only_sets_the_event_and_is_removed_after() -> None:
     import os
     import signal
 
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGUSR1)
-    try:
-        install_signal_handlers(stop, (signal.SIGUSR1,))
+    with stop_on_signals(stop, (signal.SIGUSR1,)):
         os.kill(os.getpid(), signal.SIGUSR1)
         assert stop.wait(5)
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
+    assert signal.getsignal(signal.SIGUSR1) is previous
 
 
 @pytest.mark.parametrize("kind", ["systemd", "cgroupfs"])

@@ -53,6 +53,40 @@ def test_undo_puts_the_node_back_as_it_was(node: Node) -> None:
     assert not (node.host.paths.state_dir / "journal.json").exists()
 
 
+def test_undo_removes_our_modules_with_one_rmmod_holders_first(node: Node) -> None:
+    node.engine().apply(node.target, node.facts())
+    node.kernel.calls.clear()
+    node.engine().undo()
+    rmmods = [c for c in node.kernel.calls if c[0] == "rmmod"]
+    assert len(rmmods) == 1 and rmmods[0][1] == "testgpu", "the holder first, in one rmmod"
+    assert sorted(rmmods[0][1:]) == ["testgpu", "testgpu_compat", "testgpu_vsec"]
+
+
+def test_removal_order_is_holders_first_and_stops_at_an_open_handle() -> None:
+    from agent.discovery.modules import LoadedModule
+    from agent.lifecycle.modules import removal_order
+
+    def mod(name: str, refcount: int, *holders: str) -> LoadedModule:
+        return LoadedModule(name, 1, refcount, holders, "Live", "", "")
+
+    chain = {"b": mod("b", 1, "a"), "a": mod("a", 0), "c": mod("c", 2, "a", "b")}
+    assert removal_order(["b", "c", "a"], chain) == ["a", "b", "c"]
+    handle = {**chain, "a": mod("a", 1)}  # a process has a's device open
+    assert removal_order(["b", "c", "a"], handle) == []
+    outside = {**chain, "c": mod("c", 3, "a", "b", "snd")}  # held by a module we do not remove
+    assert removal_order(["b", "c", "a"], outside) == ["a", "b"]
+
+
+def test_a_dependency_held_by_another_module_is_named_and_the_rest_unloaded(node: Node) -> None:
+    node.engine().apply(node.target, node.facts())
+    node.kernel.hold("testgpu_compat", "other_driver")
+    with pytest.raises(BusyError) as caught:
+        node.engine().undo()
+    assert caught.value.module == "testgpu_compat" and "other_driver" in str(caught.value)
+    modules = snapshot(node.host)["modules"]
+    assert "testgpu" not in modules and "testgpu_vsec" not in modules and "testgpu_compat" in modules
+
+
 def test_warm_restart_changes_nothing_and_rewrites_nothing(node: Node) -> None:
     node.engine().apply(node.target, node.facts())
     journal = node.host.paths.state_dir / "journal.json"

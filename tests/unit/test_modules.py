@@ -39,3 +39,18 @@ def test_another_driver_and_marker(tmp_path: Path) -> None:
     host = FakeHost(tmp_path).module("testgpu", version="1.0 backported to 6.1", srcversion="X")
     origin = driver_origin(loaded_modules(host.paths), "testgpu", "backported")
     assert (origin.origin, origin.srcversion) == ("backport", "X")
+
+
+def test_detail_reads_sysfs_only_for_the_named_modules(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path).module("testgpu", version="1.0 backported", srcversion="A", refcount=1)
+    host.module("snd_hda", version="9", srcversion="B", holders=("snd",))
+    modules = loaded_modules(host.paths, ["testgpu"])
+    assert (modules["testgpu"].srcversion, modules["testgpu"].version, modules["testgpu"].refcount) == (
+        "A",
+        "1.0 backported",
+        1,
+    )
+    # Listed with what /proc/modules says, but its sysfs files are not read.
+    assert (modules["snd_hda"].srcversion, modules["snd_hda"].version, modules["snd_hda"].holders) == ("", "", ("snd",))
+    by_rule = loaded_modules(host.paths, lambda name: name.startswith("snd"))
+    assert (by_rule["snd_hda"].srcversion, by_rule["testgpu"].srcversion) == ("B", "")
