@@ -1,7 +1,5 @@
 """`python -m agent` runs the CLI."""
 
-import sys
+from agent.cli import entry
 
-from agent.cli import main
-
-sys.exit(main())
+entry()

@@ -46,18 +46,20 @@ def in_tree() -> None:
 node.setup()
 node.report_logs_at_exit()
 subprocess.run(node.agent_argv("--help"), check=True, stdout=subprocess.DEVNULL)  # warm the page cache
-agent_cold, shell_cold, interpreter = [], [], []
+agent_cold, shell_cold, shell_undo, interpreter, interpreter_pathlib = [], [], [], [], []
 for _ in range(RUNS):
     in_tree()
     shell_cold.append(timed(["sh", "-c", SHELL]))
-    subprocess.run(["sh", "-c", SHELL_UNDO], check=True)
-    subprocess.run(["modprobe", "i915"], check=True)
+    shell_undo.append(timed(["sh", "-c", SHELL_UNDO + "modprobe i915\n"]))
     agent_cold.append(timed(node.agent_argv("load", *ARGS)))
     subprocess.run(node.agent_argv("unload"), check=True, stdout=subprocess.DEVNULL)
     interpreter.append(timed([sys.executable, "-S", "-c", "pass"]))
+    interpreter_pathlib.append(timed([sys.executable, "-S", "-c", "import pathlib"]))
 guest.report("shell_cold", shell_cold)
+guest.report("shell_undo_with_restore", shell_undo)
 guest.report("agent_cold", agent_cold)
 guest.report("interpreter", interpreter)
+guest.report("interpreter_pathlib", interpreter_pathlib)
 
 STEPS = ("preflight", "firmware", "remove_in_tree", "modprobe", "verify")
 
@@ -72,7 +74,7 @@ def step_seconds() -> dict[str, float]:
     return out
 
 
-warm, stop, rss, cold_run, cold_apply, warm_apply = [], [], [], [], [], []
+warm, stop, stop_bare, restore, rss, cold_run, cold_apply, warm_apply = [], [], [], [], [], [], [], []
 for _ in range(RUNS):
     started = time.monotonic()
     agent = node.start("run", *ARGS, "--listen", f"127.0.0.1:{node.PORT}", log="cold.log")
@@ -90,11 +92,21 @@ for _ in range(RUNS):
     status = Path(f"/proc/{agent.pid}/status").read_text()
     rss.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024)
     code, seconds = node.stop(agent)
-    assert code == 0 and not Path("/sys/module/testgpu").exists()
+    assert code == 0 and not Path("/sys/module/testgpu").exists() and Path("/sys/module/i915").exists()
     stop.append(seconds)
+    # The same stop on a node without an in-tree i915 to load back: only our modules and files to remove.
+    subprocess.run(["rmmod", "i915"], check=True)
+    agent = node.start("run", *ARGS, "--listen", f"127.0.0.1:{node.PORT}", log="bare.log")
+    node.wait_http("/readyz", 200, process=agent)
+    code, seconds = node.stop(agent)
+    assert code == 0 and not Path("/sys/module/testgpu").exists() and not Path("/sys/module/i915").exists()
+    stop_bare.append(seconds)
+    restore.append(timed(["modprobe", "i915"]))  # what the swap case's stop spends loading i915 back
 guest.report("run_cold_to_ready", cold_run)
 guest.report("run_warm_to_ready", warm)
 guest.report("sigterm_to_exit", stop)
+guest.report("sigterm_to_exit_nothing_to_restore", stop_bare)
+guest.report("modprobe_i915", restore)
 guest.report("rss_mb", rss)
 guest.report("run_cold_apply", cold_apply)
 guest.report("run_warm_apply", warm_apply)

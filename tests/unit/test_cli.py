@@ -164,3 +164,26 @@ def test_error_classes_map_to_exit_codes(
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("intel-gpu-agent, version ")
+
+
+def test_the_entry_point_flushes_its_output_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    """`python -m agent` ends with os._exit (no interpreter teardown): output must still be complete."""
+    import subprocess
+    import sys
+
+    from tooling import REPO
+
+    host = FakeHost(tmp_path).kernel("5.15.0-135-generic", upstream="5.15.178", ubuntu=True)
+    host.os_release("ubuntu", "22.04", "Ubuntu 22.04.5 LTS")
+    host.pci_gpu("0000:03:00.0", "4905")
+    argv = [sys.executable, "-m", "agent", "--host-root", str(tmp_path), "--log-format", "json"]
+    done = subprocess.run([*argv, "check", "--json"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 3
+    assert len(json.loads(done.stdout)["verdicts"]) == 3
+    assert done.stderr.startswith("error: no driver release supports this node")
+    # A reader that went away: no traceback, exit 1 (click's answer to a closed pipe).
+    with subprocess.Popen([*argv, "recipes"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()
+        assert p.wait(timeout=60) == 1
+        assert p.stderr.read() == b""
