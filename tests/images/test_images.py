@@ -148,6 +148,26 @@ def test_loader_image_runs_the_agent(tools: Tools, loader: imagelib.Built) -> No
     assert done.returncode == 0 and "kmod" in done.stdout, done.stderr
 
 
+def locked_versions() -> dict[str, str]:
+    """name → version of scripts/deps/pip-agent.lock (what the images may install, each pinned by sha256)."""
+    text = (REPO / "scripts/deps/pip-agent.lock").read_text()
+    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.MULTILINE)}
+
+
+def test_loader_venv_holds_exactly_the_locked_packages(tools: Tools, loader: imagelib.Built) -> None:
+    script = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()}))"
+    )
+    venv_python = "/usr/local/lib/intel-gpu-agent/bin/python"
+    done = imagelib.podman_run(tools.podman, loader.tag, "-c", script, entrypoint=venv_python)
+    assert done.returncode == 0, done.stderr
+    installed = json.loads(done.stdout)
+    assert installed.pop("intel-gpu-driver-agent") == __version__
+    locked = {k: v for k, v in locked_versions().items() if k not in ("pip", "setuptools")}  # removed after use
+    assert installed == locked
+
+
 def test_toolchain_target_builds_the_driver_with_the_hosts_headers(
     tools: Tools, loader: imagelib.Built, base: str, kernel: str
 ) -> None:
@@ -286,7 +306,10 @@ def test_proxy_build_args_reach_apt(tools: Tools, base: str, kernel: str) -> Non
 # --- KMM's in-cluster build: the Dockerfile alone as the build context -----------------------------
 
 ARCHIVE_TOP = f"intel-gpu-driver-agent-{__version__}"
-ARCHIVE_PATHS = ("pyproject.toml", "README.md", "agent", "build/releases", "tests/recipes", "tests/driver")
+ARCHIVE_PATHS = (
+    "pyproject.toml", "README.md", "agent", "build/releases", "scripts/deps/pip-agent.lock", "tests/recipes",
+    "tests/driver",
+)  # fmt: skip
 
 
 def _source_archive(path: Path) -> str:

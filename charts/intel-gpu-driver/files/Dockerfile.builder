@@ -114,8 +114,9 @@ RUN set -eu; \
       tar -xzf /tmp/agent.tar.gz -C /src --strip-components=1; \
       rm /tmp/agent.tar.gz; \
     fi; \
-    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q --upgrade "pip>=24"; \
-    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q /src; \
+    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q --require-hashes --no-deps \
+      -r /src/scripts/deps/pip-agent.lock; \
+    "$venv/bin/pip" install --no-cache-dir --disable-pip-version-check -q --no-deps --no-build-isolation /src; \
     "$venv/bin/pip" uninstall -y -q pip setuptools; \
     mkdir -p /usr/share/intel-gpu-driver-agent; \
     cp -R /src/build/releases /usr/share/intel-gpu-driver-agent/releases; \
