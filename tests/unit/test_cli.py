@@ -187,3 +187,17 @@ def test_the_entry_point_flushes_its_output_and_keeps_the_exit_code(tmp_path: Pa
         p.stdout.close()
         assert p.wait(timeout=60) == 1
         assert p.stderr.read() == b""
+
+
+def test_the_entry_point_exits_normally_under_a_profiler(tmp_path: Path) -> None:
+    """os._exit would lose what cProfile (or coverage) writes at exit."""
+    import subprocess
+    import sys
+
+    from tooling import REPO
+
+    out = tmp_path / "agent.prof"
+    argv = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "agent", "--version"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
