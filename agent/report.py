@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agent.discovery.modules import relevant
-from agent.host.paths import module_key
 
 if TYPE_CHECKING:
     from agent.discovery.node import NodeFacts
@@ -37,11 +36,7 @@ def dumps(value: Any) -> str:
 def facts_json(facts: NodeFacts) -> dict[str, Any]:
     """detect --json: the facts, with loaded modules reduced to the ones that matter here."""
     data: dict[str, Any] = to_jsonable(facts)
-    data["modules"] = {
-        name: to_jsonable(m)
-        for name, m in facts.modules.items()
-        if relevant(name) or name == module_key(facts.i915.module)
-    }
+    data["modules"] = {name: to_jsonable(m) for name, m in facts.modules.items() if relevant(name, facts.i915.module)}
     return data
 
 

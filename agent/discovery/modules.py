@@ -75,9 +75,9 @@ def loaded_modules(
     return modules
 
 
-def relevant(name: str) -> bool:
-    """The modules a GPU node's report shows: i915 and what it depends on or is used with."""
-    return name.startswith(RELEVANT_PREFIXES)
+def relevant(name: str, driver_module: str = "i915") -> bool:
+    """The modules a GPU node's report shows: the driver, i915 and what they depend on or are used with."""
+    return name == module_key(driver_module) or name.startswith(RELEVANT_PREFIXES)
 
 
 def module_info(

@@ -10,7 +10,7 @@ from agent.discovery.modules import DriverOrigin, LoadedModule, driver_origin, l
 from agent.discovery.os_release import OsInfo, detect_os
 from agent.discovery.security import SecurityPolicy, detect_security, read_firmware_path
 from agent.discovery.udev import udev_available, udev_intel_display_devices
-from agent.host.paths import HostPaths, module_key
+from agent.host.paths import HostPaths
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,7 @@ def discover(host: HostPaths, *, use_udev: bool = True, driver_module: str = "i9
             udev = True
         except Exception as e:
             problems.append(f"udev enumeration failed, using sysfs only: {e}")
-    main = module_key(driver_module)
-    modules = loaded_modules(host, lambda name: name == main or relevant(name))
+    modules = loaded_modules(host, lambda name: relevant(name, driver_module))
     if not host.proc_modules.exists():
         problems.append(f"cannot read loaded modules from {host.proc_modules}")
     firmware_path = read_firmware_path(host)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tooling import need_tool
+from tooling import locked_packages, need_tool
 
 from agent import __version__
 from agent.tree import load_tree
@@ -148,12 +148,6 @@ def test_loader_image_runs_the_agent(tools: Tools, loader: imagelib.Built) -> No
     assert done.returncode == 0 and "kmod" in done.stdout, done.stderr
 
 
-def locked_versions() -> dict[str, str]:
-    """name → version of scripts/deps/pip-agent.lock (what the images may install, each pinned by sha256)."""
-    text = (REPO / "scripts/deps/pip-agent.lock").read_text()
-    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, re.MULTILINE)}
-
-
 def test_loader_venv_holds_exactly_the_locked_packages(tools: Tools, loader: imagelib.Built) -> None:
     script = (
         "import importlib.metadata as m, json; "
@@ -164,7 +158,7 @@ def test_loader_venv_holds_exactly_the_locked_packages(tools: Tools, loader: ima
     assert done.returncode == 0, done.stderr
     installed = json.loads(done.stdout)
     assert installed.pop("intel-gpu-driver-agent") == __version__
-    locked = {k: v for k, v in locked_versions().items() if k not in ("pip", "setuptools")}  # removed after use
+    locked = {k: v for k, (v, _) in locked_packages().items() if k not in ("pip", "setuptools")}  # removed after use
     assert installed == locked
 
 
