@@ -155,9 +155,11 @@ class App:
         from agent.host.runner import Runner
         from agent.lifecycle.commands import LifecycleCommands
         from agent.lifecycle.engine import Lifecycle
+        from agent.lifecycle.faults import FaultInjector
         from agent.lifecycle.firmware import Firmware
-        from agent.lifecycle.journal import FaultInjector, Journal, StateLock
+        from agent.lifecycle.journal import Journal
         from agent.lifecycle.labels import labeler_for
+        from agent.lifecycle.lock import StateLock
         from agent.lifecycle.modules import Modules
         from agent.lifecycle.source import TreeSource
         from agent.lifecycle.verify import Kmsg, Verifier
@@ -175,7 +177,7 @@ class App:
         verifier = Verifier(host=host, kmsg=kmsg, stop=stop)
         engine = Lifecycle(
             host=host,
-            journal=Journal(host.state_dir / "journal.json", faults=FaultInjector.from_env()),
+            journal=Journal(host.state_dir / "journal.json", root=host.root, faults=FaultInjector.from_env()),
             firmware=Firmware(host=host),
             # Its own runner, never stopped: SIGTERM must not kill the rmmod that answers it.
             modules=Modules(host=host, runner=Runner()),

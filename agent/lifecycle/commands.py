@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError
 from agent.lifecycle.engine import Lifecycle, Outcome
-from agent.lifecycle.journal import StateLock
+from agent.lifecycle.lock import StateLock
 from agent.lifecycle.modules import BusyError
 from agent.lifecycle.signals import stop_on_signals
 from agent.lifecycle.source import TreeSource

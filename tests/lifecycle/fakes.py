@@ -18,8 +18,9 @@ from fakehost import FakeHost
 from agent.discovery.node import NodeFacts, discover
 from agent.host.runner import Completed, Runner
 from agent.lifecycle.engine import Lifecycle, Target
+from agent.lifecycle.faults import FaultInjector
 from agent.lifecycle.firmware import Firmware
-from agent.lifecycle.journal import FaultInjector, Journal
+from agent.lifecycle.journal import Journal
 from agent.lifecycle.modules import Modules
 from agent.lifecycle.verify import Kmsg, Verifier
 from agent.metrics import Metrics
@@ -274,15 +275,13 @@ class Crash(BaseException):
     """Raised where INTEL_GPU_AGENT_FAULT would SIGKILL the process."""
 
 
-class RaisingFaults(FaultInjector):
-    """The fault hook, raising ``Crash`` instead of killing the test process."""
+def _raise_crash(point: str) -> None:
+    raise Crash(point)
 
-    def point(self, when: str, kind: str) -> None:
-        if not self._kind or when != self._when or kind != self._kind:
-            return
-        self._seen[kind] = self._seen.get(kind, 0) + 1
-        if self._seen[kind] == self._nth:
-            raise Crash(f"{when}:{kind}#{self._nth}")
+
+def raising_faults(spec: str | None) -> FaultInjector:
+    """The fault hook, raising ``Crash`` instead of killing the test process."""
+    return FaultInjector(spec, die=_raise_crash)
 
 
 @dataclass
@@ -301,7 +300,7 @@ class Node:
         kmsg = Kmsg(paths.dev_kmsg)
         return Lifecycle(
             host=paths,
-            journal=Journal(paths.state_dir / "journal.json", faults=RaisingFaults(fault)),
+            journal=Journal(paths.state_dir / "journal.json", root=paths.root, faults=raising_faults(fault)),
             firmware=Firmware(host=paths),
             modules=Modules(host=paths, runner=self.kernel),
             verifier=Verifier(host=paths, kmsg=kmsg, stop=threading.Event(), gpu_deadline=gpu_deadline, poll=0.01),

@@ -82,17 +82,22 @@ def test_an_undo_killed_at_resumes_or_reapplies(tmp_path: Path, point: str) -> N
 def test_the_fault_hook_kills_the_process_like_kill_9(tmp_path: Path) -> None:
     """The documented hook really SIGKILLs: no finally block, no rollback, the journal says intent."""
     code = (
-        "import sys; from pathlib import Path; from agent.lifecycle.journal import Journal, FaultInjector\n"
+        "import sys; from pathlib import Path\n"
+        "from agent.lifecycle.faults import FaultInjector\n"
+        "from agent.lifecycle.journal import Journal\n"
+        "from agent.lifecycle.changes.firmware_path import FirmwarePathSet\n"
         "j = Journal(Path(sys.argv[1]), faults=FaultInjector.from_env())\n"
-        "j.begin(phase='applying')\n"
-        "with j.change('firmware_file', 'k', path='/x'):\n"
-        "    Path(sys.argv[2]).write_text('changed')\n"
+        "j.update(phase='applying')\n"
+        "change = FirmwarePathSet(file='/sys/x', previous='', value='/var/lib/firmware')\n"
+        "j.intent(change)\n"
+        "Path(sys.argv[2]).write_text('changed')\n"
+        "j.done(change)\n"
         "print('not reached')\n"
     )
     journal, marker = tmp_path / "journal.json", tmp_path / "marker"
     env = {
         **os.environ,
-        "INTEL_GPU_AGENT_FAULT": "after:firmware_file",
+        "INTEL_GPU_AGENT_FAULT": "after:firmware_path",
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     done = subprocess.run(
@@ -111,7 +116,7 @@ def test_the_fault_hook_kills_the_process_like_kill_9(tmp_path: Path) -> None:
 
 def test_a_malformed_fault_spec_is_a_usage_error() -> None:
     from agent.errors import UsageError
-    from agent.lifecycle.journal import FaultInjector
+    from agent.lifecycle.faults import FaultInjector
 
     with pytest.raises(UsageError, match="INTEL_GPU_AGENT_FAULT"):
         FaultInjector("during:everything#x")
