@@ -187,9 +187,18 @@ class App:
         )
 
         def build(recipe: Recipe, kernel: str, out: Path) -> DriverTree:
+            import os
+
+            from agent.build.download import Fetcher, ProxySettings
             from agent.build.service import Builder
 
-            builder = Builder(host=host, runner=runner, cache_dir=host.build_cache_dir)
+            fetcher = Fetcher(
+                cache_dir=host.build_cache_dir,
+                proxies=ProxySettings.from_env(os.environ),
+                ca_bundle=config.ca_bundle,
+                stop=stop,
+            )
+            builder = Builder(host=host, runner=runner, cache_dir=host.build_cache_dir, fetcher=fetcher)
             return builder.build(recipe, kernel, out, headers=host.resolve(host.kernel_headers_dir(kernel)))
 
         source = TreeSource(

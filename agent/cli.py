@@ -173,6 +173,12 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
         option("--recipe", env="RECIPE", default=None, help="Recipe name or TOML; built here if no tree fits."),
         option("--state-dir", env="STATE_DIR", default=None, help="Host folder of the journal and build cache."),
         option(
+            "--ca-bundle",
+            env="CA_BUNDLE",
+            default=None,
+            help="Extra CA certificates for a build's downloads (TLS-intercepting proxies).",
+        ),
+        option(
             "--unload-deadline",
             env="UNLOAD_DEADLINE",
             default=60.0,

@@ -53,7 +53,7 @@ class LifecycleCommands:
         """Apply and verify once; the driver stays loaded (the journal keeps what `unload` reverts)."""
         with stop_on_signals(self.stop), self.lock:
             facts = self.discover()
-            target, _ = self.source.resolve(facts.kernel.release)
+            target, _ = self.source.resolve(facts)
             return self.lifecycle.apply(target, facts)
 
     def unload(self) -> int:

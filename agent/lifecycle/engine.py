@@ -1,4 +1,4 @@
-"""The lifecycle engine: preflight, apply each host change through the journal, verify, roll back, undo, status."""
+"""The lifecycle engine: apply each host change through the journal, verify, roll back, undo, status."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 from agent.discovery.node import NodeFacts
 from agent.discovery.security import read_firmware_path
-from agent.errors import AgentError, IntegrityError, LoadError, UnsupportedHostError, UsageError
-from agent.host.files import read_optional, sha256_file
+from agent.errors import AgentError, LoadError
+from agent.host.files import read_optional
 from agent.host.paths import HostPaths, module_key
 from agent.lifecycle.changes import ChangeContext, HostChange, host_write_error
 from agent.lifecycle.changes.module_loaded import ModuleLoaded
 from agent.lifecycle.changes.module_removed import InTreeModuleRemoved
-from agent.lifecycle.firmware import Firmware, check_tree_firmware
+from agent.lifecycle.firmware import Firmware
 from agent.lifecycle.journal import Journal
 from agent.lifecycle.modules import BusyError, Modules, load_sequence, ours, removal_order
+from agent.lifecycle.preflight import preflight
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
 from agent.recipes.model import Recipe
-from agent.support import UNSUPPORTED, judge
 from agent.tree import DriverTree
 
 if TYPE_CHECKING:
@@ -98,33 +98,6 @@ class Lifecycle:
                 self.metrics.step_seconds.labels(step=name).observe(seconds)
             log.debug("step_done", step=name, seconds=round(seconds, 3))
 
-    # --- checks before any host change -------------------------------------------------------
-    def preflight(self, target: Target, facts: NodeFacts) -> None:
-        """Refuse before touching the host: wrong kernel, damaged tree, unsigned modules, unsupported node."""
-        tree, recipe = target.tree, target.recipe
-        verdict = judge(facts.kernel, facts.os, facts.gpus, recipe)
-        if verdict.verdict == UNSUPPORTED:
-            raise UnsupportedHostError(f"{recipe.name} does not support this node: " + "; ".join(verdict.reasons))
-        if tree.manifest.kernel != facts.kernel.release:
-            raise UsageError(
-                f"driver tree {tree.root} is for kernel {tree.manifest.kernel}, this node runs {facts.kernel.release}; "
-                "give a tree built for this kernel, or a recipe to build one"
-            )
-        if facts.security.requires_signed_modules and not tree.manifest.signed:
-            raise UnsupportedHostError(
-                f"this kernel only loads signed modules (module signing enforced: module.sig_enforce="
-                f"{'1' if facts.security.sig_enforce else '0'}, lockdown {facts.security.lockdown}) and the modules "
-                f"in {tree.root} are not signed; nothing was changed",
-                hint="build with --sign-key/--sign-cert and enroll the certificate (mokutil --import)",
-            )
-        for module in tree.manifest.modules:
-            path = tree.path_of(module.path)
-            if not path.is_file():
-                raise UsageError(f"driver tree {tree.root} lacks {module.path}; nothing was changed: rebuild it")
-            if sha256_file(path) != module.sha256:
-                raise IntegrityError(f"{path} does not have the manifest's sha256; nothing was changed: rebuild it")
-        check_tree_firmware(tree, recipe)
-
     # --- making and undoing changes --------------------------------------------------------------
     def context(self, *, cached: bool = False) -> ChangeContext:
         """What changes act through; ``cached`` reads the loaded modules once (read-only passes)."""
@@ -192,7 +165,7 @@ class Lifecycle:
         # Logged before the first timed step: the logger's own start-up is not a step's duration.
         log.info("apply_started", recipe=target.recipe.name, tree=str(target.tree.root), kernel=facts.kernel.release)
         with self.step("preflight"):
-            self.preflight(target, facts)
+            preflight(target.tree, target.recipe, facts)
         try:
             self.recover(target)
         except OSError as e:
