@@ -190,6 +190,11 @@ class HostPaths:
         return self.state_dir / "backup/firmware"
 
     @property
+    def staged_modules_dir(self) -> Path:
+        """Where the driver's modules are copied, checked and indexed before modprobe loads them."""
+        return self.state_dir / "modules"
+
+    @property
     def build_cache_dir(self) -> Path:
         """Driver trees built on the node, per recipe and kernel: a restart never recompiles."""
         return self.state_dir / "cache"

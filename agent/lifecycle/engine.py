@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,16 +13,26 @@ from typing import TYPE_CHECKING, Any
 
 from agent.discovery.node import NodeFacts
 from agent.discovery.security import read_firmware_path
-from agent.errors import AgentError, LoadError
+from agent.errors import AgentError, IntegrityError, LoadError
 from agent.host.files import read_optional
 from agent.host.paths import HostPaths, module_key
 from agent.lifecycle.changes import ChangeContext, HostChange, host_write_error
+from agent.lifecycle.changes.dependencies_loaded import DependenciesLoaded
 from agent.lifecycle.changes.module_loaded import ModuleLoaded
 from agent.lifecycle.changes.module_removed import InTreeModuleRemoved
+from agent.lifecycle.changes.module_tree_staged import ModuleTreeStaged
 from agent.lifecycle.firmware import Firmware
-from agent.lifecycle.journal import Journal
-from agent.lifecycle.modules import BusyError, Modules, load_sequence, ours, removal_order
-from agent.lifecycle.preflight import preflight
+from agent.lifecycle.journal import DONE, Journal
+from agent.lifecycle.modules import (
+    BusyError,
+    Modules,
+    dependency_closure,
+    in_tree_dependencies,
+    load_sequence,
+    ours,
+    removal_order,
+)
+from agent.lifecycle.preflight import check_dependencies, preflight
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
 from agent.recipes.model import Recipe
@@ -166,6 +177,7 @@ class Lifecycle:
         log.info("apply_started", recipe=target.recipe.name, tree=str(target.tree.root), kernel=facts.kernel.release)
         with self.step("preflight"):
             preflight(target.tree, target.recipe, facts)
+            check_dependencies(self.host, target.tree, self.modules.loaded())
         try:
             self.recover(target)
         except OSError as e:
@@ -260,34 +272,66 @@ class Lifecycle:
             removed += len(order)
 
     def _load(self, target: Target) -> int:
-        """modprobe each module of the load sequence from the tree, with its parameters. Returns loads made."""
+        """modprobe each module of the load sequence from a checked copy of the tree, the kernel's own
+        dependencies first. Returns the changes made."""
         tree, recipe = target.tree, target.recipe
         mine = ours(tree)
-        made = 0
+        loaded = self.modules.loaded([module_key(m) for m in load_sequence(recipe)])
+        pending = []
         for module in load_sequence(recipe):
             name = module_key(module)
-            current = self.modules.loaded([name]).get(name)
-            if current is not None:
-                if current.srcversion == mine.get(name):
-                    continue
+            current = loaded.get(name)
+            if current is None:
+                pending.append(module)
+            elif current.srcversion != mine.get(name):
                 raise LoadError(
                     f"module {name} is loaded but is not the one in {tree.root} (srcversion {current.srcversion or '?'}"
                     f", tree {mine.get(name, '?')}) and {recipe.name} does not replace it",
                     hint="unload it (or add it to the recipe's replaces) and retry",
                 )
+        if not pending:
+            return 0
+        made = 0
+        staged = self._staged(target)
+        entry = self.journal.get(staged.key)
+        if entry is None or entry.status != DONE or not staged.in_place(self.context()):
+            self.make(staged)
+            made += 1
+        needed = tuple(d for d in in_tree_dependencies(tree) if d not in loaded)
+        if needed:
+            candidates = dependency_closure(self.host, tree.manifest.kernel, needed)
+            before = tuple(m for m in candidates if m in loaded)
+            self.make(DependenciesLoaded(needed, candidates=candidates, before=before))
+            made += 1
+        base = self.host.from_host_path(staged.base)
+        for module in pending:
             params = tuple(f"{k}={v}" for k, v in sorted(recipe.module_parameters(module).items()))
             self.make(
                 ModuleLoaded(
-                    module=name,
-                    ours=mine,
-                    base=str(tree.modules_base),
-                    kernel=tree.manifest.kernel,
-                    params=params,
-                    loaded=(),
+                    module=module_key(module), ours=mine, base=str(base), kernel=tree.manifest.kernel, params=params
                 )
             )
             made += 1
         return made
+
+    def _staged(self, target: Target) -> ModuleTreeStaged:
+        """The change that copies the tree's modules into the state folder (what modprobe loads)."""
+        tree = target.tree
+        prefix = tree.modules_dir.relative_to(tree.root).as_posix() + "/"
+        files = {}
+        for module in tree.manifest.modules:
+            if not module.path.startswith(prefix) or ".." in module.path.split("/"):
+                raise IntegrityError(
+                    f"driver tree {tree.root} lists module {module.name} at {module.path!r}, outside {prefix}: refused"
+                )
+            files[module.path[len(prefix) :]] = module.sha256
+        name = hashlib.sha256(target.digest.encode()).hexdigest()[:16]
+        return ModuleTreeStaged(
+            base=self.host.as_host_path(self.host.staged_modules_dir / name),
+            kernel=tree.manifest.kernel,
+            files=files,
+            source=str(tree.modules_dir),
+        )
 
     def rollback(self, cause: AgentError) -> None:
         """Undo after a failed apply; a failing undo is logged and leaves the journal for the next start."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from agent.discovery.modules import LoadedModule, loaded_modules
 from agent.errors import CommandError, LoadError, ModuleBusyError
+from agent.host.files import read_optional
 from agent.host.paths import HostPaths, module_key
 from agent.host.runner import Runner
 from agent.lifecycle.holders import Holder, find_holders
@@ -30,6 +32,39 @@ def load_sequence(recipe: Recipe) -> tuple[str, ...]:
 def ours(tree: DriverTree) -> dict[str, str]:
     """name → srcversion of every module in the tree (what "loaded from this tree" means)."""
     return {module_key(m.name): m.srcversion for m in tree.manifest.modules}
+
+
+def in_tree_dependencies(tree: DriverTree) -> tuple[str, ...]:
+    """The kernel's own modules the tree's modules depend on (e.g. drm for the backport's i915)."""
+    mine = {module_key(m.name) for m in tree.manifest.modules}
+    needed = (module_key(d) for m in tree.manifest.modules for d in m.depends)
+    return tuple(sorted({d for d in needed if d not in mine}))
+
+
+def dependency_closure(host: HostPaths, kernel: str, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` and every module the node's modules.dep says they need (its lines list them all)."""
+    wanted = set(names)
+    found: list[str] = list(names)
+    text = read_optional(host.kernel_modules_dir(kernel) / "modules.dep") or ""
+    for line in text.splitlines():
+        path, _, deps = line.partition(":")
+        if _module_name(path) in wanted:
+            found += [_module_name(d) for d in deps.split()]
+    return tuple(dict.fromkeys(found))
+
+
+def _module_name(path: str) -> str:
+    return module_key(path.strip().rsplit("/", 1)[-1].split(".ko", 1)[0])
+
+
+def node_modules(host: HostPaths, kernel: str) -> set[str]:
+    """Every module the node's kernel can load (modules.dep) or has built in (modules.builtin)."""
+    folder = host.kernel_modules_dir(kernel)
+    names: set[str] = set()
+    for index in ("modules.dep", "modules.builtin"):
+        text = read_optional(folder / index) or ""
+        names.update(_module_name(line.split(":", 1)[0]) for line in text.splitlines() if line.strip())
+    return names
 
 
 class BusyError(ModuleBusyError):
@@ -65,6 +100,18 @@ class Modules:
             self.runner.run(list(argv), timeout=TIMEOUT)
         except CommandError as e:
             raise LoadError(f"{what} failed: {_why(e)}") from e
+
+    def modprobe_in_tree(self, module: str) -> None:
+        """Load one of the kernel's own modules from the node's module folder (the host's, also in a pod)."""
+        # -d: the node's /lib/modules under the host root; a pod has no /lib/modules of the host's own.
+        self.modprobe(["modprobe", "-d", str(self.host.root), module], what=f"loading the in-tree module {module}")
+
+    def depmod(self, base: Path, kernel: str) -> None:
+        """modules.dep and friends for the modules under ``base`` (`depmod -b`), nothing else."""
+        try:
+            self.runner.run(["depmod", "-b", str(base), kernel], timeout=TIMEOUT, quiet=True)
+        except CommandError as e:
+            raise LoadError(f"depmod -b {base} {kernel} failed: {e.output_tail.strip() or e.returncode}") from e
 
     def unload(self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]) -> None:
         """rmmod what we loaded (listed, or identified by srcversion), holders first; never forced."""

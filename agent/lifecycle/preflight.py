@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from agent.discovery.node import NodeFacts
 from agent.errors import IntegrityError, UnsupportedHostError, UsageError
 from agent.host.files import sha256_file
+from agent.host.paths import HostPaths
 from agent.lifecycle.firmware import check_tree_firmware
+from agent.lifecycle.modules import in_tree_dependencies, node_modules
 from agent.recipes.model import Recipe
 from agent.support import UNSUPPORTED, judge
 from agent.tree import DriverTree
@@ -45,3 +49,19 @@ def preflight(tree: DriverTree, recipe: Recipe, facts: NodeFacts) -> None:
             hint="build with --sign-key/--sign-cert and enroll the certificate (mokutil --import)",
         )
     check_tree(tree, recipe)
+
+
+def check_dependencies(host: HostPaths, tree: DriverTree, loaded: Collection[str]) -> None:
+    """The kernel's own modules the driver needs and that are not loaded exist on the node (else exit 3)."""
+    wanted = [d for d in in_tree_dependencies(tree) if d not in loaded]
+    if not wanted:
+        return
+    available = node_modules(host, tree.manifest.kernel)
+    missing = [d for d in wanted if d not in available]
+    if missing:
+        folder = host.as_host_path(host.kernel_modules_dir(tree.manifest.kernel))
+        raise UnsupportedHostError(
+            f"the driver needs the kernel's own {', '.join(missing)}, which {folder} does not have "
+            "(modules.dep, modules.builtin); nothing was changed",
+            hint=f"install the kernel's module packages (Ubuntu: linux-modules-extra-{tree.manifest.kernel})",
+        )

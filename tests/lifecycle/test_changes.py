@@ -48,7 +48,7 @@ def test_a_journal_written_under_one_host_root_is_undone_under_another(tmp_path:
     _move_host(node, tmp_path / "hE")
     undone = node.engine().undo()
 
-    assert undone == 4
+    assert undone == 5
     assert snapshot(node.host) == before, "the host's own file is back, ours are gone"
     assert not node.host.paths.firmware_backup_dir.exists()
     assert not (tmp_path / "host").exists()
@@ -70,7 +70,7 @@ def test_a_schema_1_journal_with_root_prefixed_paths_is_read_and_undone(node: No
             del change["data"]["file"]
     journal.write_text(json.dumps(data))
 
-    assert node.engine().undo() == 5
+    assert node.engine().undo() == 6
     assert snapshot(node.host) == before
 
 
@@ -155,7 +155,7 @@ def test_an_unknown_change_kind_stops_undo_before_anything_is_touched(node: Node
     state = snapshot(node.host)
     calls = len(node.kernel.calls)
 
-    with pytest.raises(JournalError, match=r"does not know: 'sysctl' \(change 5\)") as caught:
+    with pytest.raises(JournalError, match=r"does not know: 'sysctl' \(change 6\)") as caught:
         node.engine().undo()
     assert caught.value.exit_code == 2
     with pytest.raises(JournalError, match="sysctl"):
@@ -164,8 +164,8 @@ def test_an_unknown_change_kind_stops_undo_before_anything_is_touched(node: Node
     assert snapshot(node.host) == state and len(node.kernel.calls) == calls
     assert journal.read_bytes() == written, "the journal is left exactly as the newer agent wrote it"
     status = node.engine().status()
-    assert status["unknown_changes"] == [{"index": 5, "kind": "sysctl"}]
-    assert len(status["changes"]) == 5
+    assert status["unknown_changes"] == [{"index": 6, "kind": "sysctl"}]
+    assert len(status["changes"]) == 6
 
 
 @pytest.mark.parametrize(
@@ -250,7 +250,7 @@ def test_unload_after_a_reboot_removes_our_files_and_touches_no_module(node: Nod
     undone = node.engine().undo()
 
     assert node.kernel.calls == [], "nothing of the previous boot's kernel state is undone"
-    assert undone == 2  # the two firmware files
+    assert undone == 3  # the two firmware files and the staged modules
     assert snapshot(node.host)["files"] == {}
     assert snapshot(node.host)["firmware_path"] == b""
 
@@ -263,7 +263,7 @@ def test_status_after_a_reboot_shows_only_what_is_left(node: Node) -> None:
     status = node.engine().status()
 
     assert status["same_boot"] is False
-    assert [c["kind"] for c in status["changes"]] == ["firmware_file", "firmware_file"]
+    assert [c["kind"] for c in status["changes"]] == ["firmware_file", "firmware_file", "module_tree_staged"]
     assert [c["kind"] for c in status["forgotten"]] == ["firmware_path", "module_removed", "module_loaded"]
     assert (node.host.paths.state_dir / "journal.json").read_bytes() == journal, "status writes nothing"
 
@@ -324,7 +324,7 @@ def test_a_new_kind_needs_only_its_own_class(node: Node) -> None:
         again = node.engine()  # a restart reads it back from the journal
         assert again.warm(node.target)
         assert again.status()["changes"][-1] == {"kind": "test_marker", "status": "done", "path": "/var/lib/marker"}
-        assert again.undo() == 6
+        assert again.undo() == 7
         assert not (node.host.root / "var/lib/marker").exists()
     finally:
         HostChange.registry.pop("test_marker", None)

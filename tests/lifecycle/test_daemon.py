@@ -95,7 +95,7 @@ def test_ready_then_sigterm_unloads_and_exits_0(tmp_path: Path) -> None:
     assert run.state("ready") == 1
     assert "intel_gpu_driver_ready 1.0" in run.http("/metrics")[1]
     assert run.labels.states == ["loading", "ready"]
-    assert node.metrics.value("intel_gpu_driver_host_changes") == 5
+    assert node.metrics.value("intel_gpu_driver_host_changes") == 6
 
     assert run.finish() == 0
     assert snapshot(node.host) == before

@@ -12,12 +12,9 @@ import pytest
 from lifecycle.fakes import Crash, Node, make_node, snapshot
 
 # Every point of an apply on a node with the in-tree i915 loaded: path, two files, i915 out, testgpu in.
-APPLY_POINTS = [
-    f"{when}:{kind}"
-    for kind in ("firmware_path", "firmware_file", "firmware_file#2", "module_removed", "module_loaded")
-    for when in ("intent", "after")
-]
-UNDO_POINTS = [f"after:undo#{n}" for n in range(1, 6)]
+APPLY_KINDS = ("firmware_path", "firmware_file", "firmware_file#2", "module_removed", "module_tree_staged")
+APPLY_POINTS = [f"{when}:{kind}" for kind in (*APPLY_KINDS, "module_loaded") for when in ("intent", "after")]
+UNDO_POINTS = [f"after:undo#{n}" for n in range(1, 7)]
 
 
 def _crash_during_apply(node: Node, point: str) -> None:
@@ -120,3 +117,27 @@ def test_a_malformed_fault_spec_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="INTEL_GPU_AGENT_FAULT"):
         FaultInjector("during:everything#x")
+
+
+# On a fresh node the driver's in-tree dependency (drm) is loaded first: every point of that apply too.
+FRESH_POINTS = [
+    f"{when}:{kind}"
+    for kind in ("firmware_path", "firmware_file", "module_tree_staged", "dependencies_loaded", "module_loaded")
+    for when in ("intent", "after")
+]
+
+
+@pytest.mark.parametrize("point", FRESH_POINTS)
+def test_a_fresh_node_killed_at_any_point_is_finished_or_cleaned_up(tmp_path: Path, point: str) -> None:
+    node = make_node(tmp_path / "finish", in_tree_i915=False, in_tree_deps=("drm",))
+    before = snapshot(node.host)
+    _crash_during_apply(node, point)
+    assert node.engine().apply(node.target, node.facts()).verification.ok
+    node.engine().undo()
+    assert snapshot(node.host) == before, "drm, loaded for the driver, is gone again"
+
+    node = make_node(tmp_path / "clean", in_tree_i915=False, in_tree_deps=("drm",))
+    before = snapshot(node.host)
+    _crash_during_apply(node, point)
+    node.engine().undo()
+    assert snapshot(node.host) == before

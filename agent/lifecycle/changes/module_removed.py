@@ -51,5 +51,5 @@ class InTreeModuleRemoved(HostChange):
     def undo(self, ctx: ChangeContext) -> None:
         if self.module in ctx.loaded():
             return  # back already, or replaced by ours (whose own change unloads it first)
-        ctx.modules.modprobe(["modprobe", self.module], what=f"loading back the in-tree module {self.module}")
+        ctx.modules.modprobe_in_tree(self.module)
         log.info("in_tree_module_restored", module=self.module)
