@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vm.kernel import find_kernel
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "images"
 # Bump when the recipe of the base image below changes: the cached tarball and image are then remade.
@@ -265,8 +267,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def installed_kernel() -> str:
-    """The kernel whose headers Debian installed here (`ls /lib/modules`), never the running one."""
-    kernels = sorted(p.name for p in Path("/lib/modules").iterdir() if (p / "build").exists())
-    assert kernels, "no kernel headers under /lib/modules: run scripts/install-deps"
-    return kernels[-1]
+def installed_kernel(series: str | None = None) -> str:
+    """The installed kernel of ``series`` (default: the VM harness's default, the newest 6.1), never the running one.
+
+    Chosen like the VM tests choose theirs (tests/vm/kernel.py), so an image built for it loads there.
+    """
+    kernel = find_kernel(series=series)
+    assert (kernel.headers / "Makefile").is_file(), f"no headers for {kernel.release}: run scripts/install-deps"
+    return kernel.release
