@@ -290,6 +290,10 @@ def status(app: Any, /, as_json: bool, **options: Any) -> None:
     for change in data["changes"]:
         detail = " ".join(f"{k}={v}" for k, v in change.items() if k not in ("kind", "status"))
         click.echo(f"change:         {change['kind']} [{change['status']}] {detail}")
+    for change in data.get("forgotten", []):
+        click.echo(f"gone at reboot: {change['kind']} {' '.join(f'{k}={v}' for k, v in change.items() if k != 'kind')}")
+    for change in data.get("unknown_changes", []):
+        click.echo(f"unknown kind:   {change['kind']} (change {change['index']}): written by a newer agent; not undone")
 
 
 def main(argv: list[str] | None = None) -> int:
