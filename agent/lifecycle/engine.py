@@ -27,6 +27,7 @@ from agent.lifecycle.modules import (
     BusyError,
     Modules,
     dependency_closure,
+    from_tree,
     in_tree_dependencies,
     load_sequence,
     ours,
@@ -165,7 +166,7 @@ class Lifecycle:
         sequence = [module_key(m) for m in load_sequence(target.recipe)]
         loaded = ctx.loaded(sequence)
         mine = ours(target.tree)
-        if any(loaded.get(m) is None or loaded[m].srcversion != mine.get(m) for m in sequence):
+        if not all(from_tree(loaded.get(m), mine.get(m)) for m in sequence):
             return False
         return all(change.in_place(ctx) for change in j.changes)
 
@@ -177,7 +178,7 @@ class Lifecycle:
         log.info("apply_started", recipe=target.recipe.name, tree=str(target.tree.root), kernel=facts.kernel.release)
         with self.step("preflight"):
             preflight(target.tree, target.recipe, facts)
-            check_dependencies(self.host, target.tree, self.modules.loaded())
+            check_dependencies(self.host, target.tree, target.recipe, self.modules.loaded())
         try:
             self.recover(target)
         except OSError as e:
@@ -259,7 +260,7 @@ class Lifecycle:
         removed = 0
         while True:
             loaded = self.modules.loaded(wanted)
-            targets = [m for m in wanted if m in loaded and loaded[m].srcversion != mine.get(m, "\0")]
+            targets = [m for m in wanted if m in loaded and not from_tree(loaded[m], mine.get(m))]
             if not targets:
                 return removed
             order = removal_order(targets, loaded)
@@ -283,7 +284,7 @@ class Lifecycle:
             current = loaded.get(name)
             if current is None:
                 pending.append(module)
-            elif current.srcversion != mine.get(name):
+            elif not from_tree(current, mine.get(name)):
                 raise LoadError(
                     f"module {name} is loaded but is not the one in {tree.root} (srcversion {current.srcversion or '?'}"
                     f", tree {mine.get(name, '?')}) and {recipe.name} does not replace it",
@@ -297,7 +298,7 @@ class Lifecycle:
         if entry is None or entry.status != DONE or not staged.in_place(self.context()):
             self.make(staged)
             made += 1
-        needed = tuple(d for d in in_tree_dependencies(tree) if d not in loaded)
+        needed = tuple(d for d in in_tree_dependencies(tree, load_sequence(recipe)) if d not in loaded)
         if needed:
             candidates = dependency_closure(self.host, tree.manifest.kernel, needed)
             before = tuple(m for m in candidates if m in loaded)

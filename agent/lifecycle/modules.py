@@ -34,11 +34,35 @@ def ours(tree: DriverTree) -> dict[str, str]:
     return {module_key(m.name): m.srcversion for m in tree.manifest.modules}
 
 
-def in_tree_dependencies(tree: DriverTree) -> tuple[str, ...]:
-    """The kernel's own modules the tree's modules depend on (e.g. drm for the backport's i915)."""
-    mine = {module_key(m.name) for m in tree.manifest.modules}
-    needed = (module_key(d) for m in tree.manifest.modules for d in m.depends)
-    return tuple(sorted({d for d in needed if d not in mine}))
+def from_tree(module: LoadedModule | None, srcversion: str | None) -> bool:
+    """Whether a loaded module is the tree's copy (``srcversion``: the tree's, None when the tree lacks it).
+
+    The srcversion says so; a module built without one (no MODULE_VERSION, like the backport's mei-gsc)
+    is the tree's when the kernel marks it out of tree ("O" taint): the kernel's own copies never are.
+    """
+    if module is None or srcversion is None:
+        return False
+    return module.srcversion == srcversion if srcversion else "O" in module.taint
+
+
+def in_tree_dependencies(tree: DriverTree, load: Sequence[str]) -> tuple[str, ...]:
+    """The kernel's own modules that loading ``load`` from the tree needs (drm for the backport's i915).
+
+    Only what those modules and, through the tree, their own dependencies need: a tree module that is
+    not loaded (i915_spi needs mtd) asks for nothing.
+    """
+    modules = {module_key(m.name): m for m in tree.manifest.modules}
+    pending, seen, needed = [module_key(n) for n in load], set(), set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in modules:
+            needed.add(name)
+            continue
+        pending += [module_key(d) for d in modules[name].depends]
+    return tuple(sorted(needed))
 
 
 def dependency_closure(host: HostPaths, kernel: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -119,9 +143,7 @@ class Modules:
         while True:
             loaded = self.loaded(candidates)
             targets = [
-                m
-                for m in candidates
-                if m in loaded and (m in loaded_by_us or loaded[m].srcversion == srcversions.get(m))
+                m for m in candidates if m in loaded and (m in loaded_by_us or from_tree(loaded[m], srcversions.get(m)))
             ]
             if not targets:
                 return

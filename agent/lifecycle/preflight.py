@@ -9,7 +9,7 @@ from agent.errors import IntegrityError, UnsupportedHostError, UsageError
 from agent.host.files import sha256_file
 from agent.host.paths import HostPaths
 from agent.lifecycle.firmware import check_tree_firmware
-from agent.lifecycle.modules import in_tree_dependencies, node_modules
+from agent.lifecycle.modules import in_tree_dependencies, load_sequence, node_modules
 from agent.recipes.model import Recipe
 from agent.support import UNSUPPORTED, judge
 from agent.tree import DriverTree
@@ -51,9 +51,9 @@ def preflight(tree: DriverTree, recipe: Recipe, facts: NodeFacts) -> None:
     check_tree(tree, recipe)
 
 
-def check_dependencies(host: HostPaths, tree: DriverTree, loaded: Collection[str]) -> None:
+def check_dependencies(host: HostPaths, tree: DriverTree, recipe: Recipe, loaded: Collection[str]) -> None:
     """The kernel's own modules the driver needs and that are not loaded exist on the node (else exit 3)."""
-    wanted = [d for d in in_tree_dependencies(tree) if d not in loaded]
+    wanted = [d for d in in_tree_dependencies(tree, load_sequence(recipe)) if d not in loaded]
     if not wanted:
         return
     available = node_modules(host, tree.manifest.kernel)

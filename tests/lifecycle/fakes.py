@@ -52,10 +52,12 @@ def make_tree(
     drop_firmware: str = "",
     signed: bool = False,
     in_tree_deps: Sequence[str] = (),
+    no_srcversion: Sequence[str] = (),
 ) -> DriverTree:
     """A driver tree shaped like `build`'s output, with the test driver's real firmware blobs.
 
     ``in_tree_deps``: the kernel's own modules the main module needs (as the real i915 needs drm).
+    ``no_srcversion``: modules built without MODULE_VERSION (the real mei-gsc): no srcversion.
     """
     updates = root / "opt/lib/modules" / kernel / "updates"
     updates.mkdir(parents=True)
@@ -68,7 +70,7 @@ def make_tree(
                 name=name,
                 path=f"opt/lib/modules/{kernel}/updates/{name}.ko",
                 sha256=hashlib.sha256(ko.read_bytes()).hexdigest(),
-                srcversion=srcversion(name),
+                srcversion="" if name in no_srcversion else srcversion(name),
                 vermagic=f"{kernel} SMP mod_unload modversions",
                 version=VERSION if name == "testgpu" else "",
                 depends=(*deps, *in_tree_deps) if name == "testgpu" else deps,
@@ -129,10 +131,12 @@ class FakeKernel(Runner):
         fail: Mapping[str, str] | None = None,
         log_after_load: str = "",
         in_tree_deps: Sequence[str] = (),
+        no_srcversion: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.host = host
         self.in_tree_deps = tuple(in_tree_deps)
+        self.no_srcversion = frozenset(no_srcversion)
         self.fail = dict(fail or {})
         self.log_after_load = log_after_load
         self.calls: list[list[str]] = []
@@ -149,9 +153,14 @@ class FakeKernel(Runner):
         with (self.host.root / "dev/kmsg").open("a") as f:
             f.write(f"3,{self.seq},{self.seq * 100},-;{message}\n")
 
-    def insert(self, name: str, srcver: str, version: str = "") -> None:
-        self.host.module(name, srcversion=srcver, version=version)
+    def insert(self, name: str, srcver: str, version: str = "", *, taint: str = "") -> None:
+        self.host.module(name, srcversion=srcver, version=version, taint=taint)
         self.log(f"{name}: loaded")
+
+    def insert_ours(self, name: str) -> None:
+        """A module from the tree: out of tree and unsigned ("OE"), with the tree's srcversion if it has one."""
+        srcver = "" if name in self.no_srcversion else srcversion(name)
+        self.insert(name, srcver, VERSION if name == "testgpu" else "", taint="OE")
 
     def remove(self, name: str) -> None:
         mods = self.modules()
@@ -246,20 +255,20 @@ class FakeKernel(Runner):
             if name in self.fail:
                 for dep in DEPS[name]:
                     if dep not in self.modules():
-                        self.insert(dep, srcversion(dep))
+                        self.insert_ours(dep)
                 self.log(self.fail[name])
                 raise CommandError(args, 1, f"modprobe: ERROR: could not insert '{name}': Unknown symbol in module")
             missing = [d for d in self.in_tree_deps if name == "testgpu" and d not in self.modules()]
             for dep in DEPS[name]:
                 if dep not in self.modules():
-                    self.insert(dep, srcversion(dep))
+                    self.insert_ours(dep)
             if missing:  # what the real kernel says when drm is not loaded and modules.dep does not name it
                 for dep in missing:
                     self.log(f"{name}: Unknown symbol {dep}_dev_register (err -2)")
                 raise CommandError(args, 1, f"modprobe: ERROR: could not insert '{name}': Unknown symbol in module")
             for dep in DEPS[name]:
                 self.hold(dep, name)
-            self.insert(name, srcversion(name), VERSION if name == "testgpu" else "")
+            self.insert_ours(name)
             for dep in self.in_tree_deps if name == "testgpu" else ():
                 self.hold(dep, name)
             if self.log_after_load:
@@ -346,7 +355,13 @@ class Node:
 
 
 def make_node(
-    tmp_path: Path, *, in_tree_i915: bool = True, gpu: bool = True, in_tree_deps: Sequence[str] = (), **kernel: object
+    tmp_path: Path,
+    *,
+    in_tree_i915: bool = True,
+    gpu: bool = True,
+    in_tree_deps: Sequence[str] = (),
+    no_srcversion: Sequence[str] = (),
+    **kernel: object,
 ) -> Node:
     """A Debian node; ``in_tree_deps`` makes the driver need the kernel's own modules (drm), which the node has."""
     host = debian_node(tmp_path / "host", gpu=gpu, in_tree_i915=in_tree_i915)
@@ -355,6 +370,6 @@ def make_node(
             f"lib/modules/{KERNEL}/modules.dep",
             "".join(f"kernel/drivers/gpu/drm/{d}.ko:\n" for d in (*in_tree_deps, "i915/i915")),
         )
-    tree = make_tree(tmp_path / "tree", in_tree_deps=in_tree_deps)
-    fake = FakeKernel(host, in_tree_deps=in_tree_deps, **kernel)  # type: ignore[arg-type]
+    tree = make_tree(tmp_path / "tree", in_tree_deps=in_tree_deps, no_srcversion=no_srcversion)
+    fake = FakeKernel(host, in_tree_deps=in_tree_deps, no_srcversion=no_srcversion, **kernel)  # type: ignore[arg-type]
     return Node(host, fake, Target(tree, recipe()), tmp_path, Metrics())

@@ -271,3 +271,24 @@ def test_status_reports_the_journal_and_the_host(node: Node) -> None:
     assert status["loaded"]["testgpu"]["srcversion"] == srcversion("testgpu")
     assert status["firmware_path"] == "/var/lib/firmware"
     assert [c["kind"] for c in status["changes"]][-1] == "module_loaded"
+
+
+def test_a_module_built_without_srcversion_is_told_from_the_kernels_own_by_its_taint(tmp_path: Path) -> None:
+    """The real backport's mei-gsc has no srcversion, and neither has Debian's: "" == "" made the in-tree
+    copy pass for ours, so it was never removed and the backport's never loaded."""
+    import dataclasses
+
+    node = make_node(tmp_path, no_srcversion=("testgpu_vsec",))
+    node.host.module("testgpu_vsec")  # the kernel's own copy, loaded before: no srcversion, no taint
+    target = Target(node.target.tree, dataclasses.replace(node.target.recipe, replaces=("i915", "testgpu_vsec")))
+    before = snapshot(node.host)
+
+    node.engine().apply(target, node.facts())
+
+    rmmods = [sorted(c[1:]) for c in node.kernel.calls if c[0] == "rmmod"]
+    assert rmmods == [["i915", "testgpu_vsec"]], "the kernel's own copy is removed with i915"
+    taint = (node.host.root / "sys/module/testgpu_vsec/taint").read_text().strip()
+    assert taint == "OE", "the tree's copy is loaded now"
+    assert node.engine().warm(target), "and recognised as ours by a restart"
+    node.engine().undo()
+    assert snapshot(node.host) == before, "the kernel's own copy is back"

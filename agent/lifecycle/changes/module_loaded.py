@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from agent.lifecycle.changes.base import ChangeContext, HostChange
+from agent.lifecycle.modules import from_tree
 from agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -53,7 +54,7 @@ class ModuleLoaded(HostChange):
 
     def in_place(self, ctx: ChangeContext) -> bool:
         current = ctx.loaded([self.module]).get(self.module)
-        return current is not None and current.srcversion == self.ours.get(self.module)
+        return from_tree(current, self.ours.get(self.module))
 
     def merge(self, made: Self) -> Self:
         # Made again after a crash: keep what the first attempt pulled in as well.

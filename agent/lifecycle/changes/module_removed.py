@@ -46,7 +46,8 @@ class InTreeModuleRemoved(HostChange):
 
     def in_place(self, ctx: ChangeContext) -> bool:
         current = ctx.loaded([self.module]).get(self.module)
-        return current is None or current.srcversion != self.srcversion
+        # Gone, or replaced by an out-of-tree copy (ours): the kernel's own copy is not loaded.
+        return current is None or "O" in current.taint or current.srcversion != self.srcversion
 
     def undo(self, ctx: ChangeContext) -> None:
         if self.module in ctx.loaded():
