@@ -67,6 +67,20 @@ class DownloadError(TransientError):
     """A download failed after its retries (network, server errors)."""
 
 
+class HostWriteError(AgentError):
+    """A host change could not be made: read-only or forbidden file system. Rolled back (exit 2)."""
+
+    exit_code = 2
+
+
+class HostFullError(TransientError):
+    """A host file system is full (ENOSPC, EDQUOT): the change was rolled back; retry once there is room."""
+
+
+class JournalError(UsageError):
+    """The journal cannot be read or holds what this agent cannot undo: nothing was touched (exit 2)."""
+
+
 class IntegrityError(AgentError):
     """A file's sha256 differs from the pinned one: never used, never extracted (exit 2)."""
 

@@ -47,6 +47,17 @@ class BuiltFirmware:
 
 
 @dataclass(frozen=True)
+class AppliedFix:
+    """A compat fix the tree was built with: its patch's pin, the files it changed, why the kernel needed it."""
+
+    name: str
+    sha256: str
+    files: tuple[str, ...] = ()
+    probe: str = ""  # the question asked of the headers
+    evidence: str = ""  # the header line that answered it
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What a driver tree holds and what it was built from."""
 
@@ -61,6 +72,7 @@ class Manifest:
     built_at: str = ""
     inputs: dict[str, str] = field(default_factory=dict)
     schema: int = MANIFEST_SCHEMA
+    compat_fixes: tuple[AppliedFix, ...] = ()  # optional: trees built before fixes existed have none
 
     def module(self, name: str) -> BuiltModule | None:
         wanted = module_key(name)
@@ -112,6 +124,9 @@ def manifest_from_dict(data: dict[str, Any], *, source: str) -> Manifest:
             agent_version=data.get("agent_version", ""),
             built_at=data.get("built_at", ""),
             inputs=dict(data.get("inputs", {})),
+            compat_fixes=tuple(
+                AppliedFix(**{**f, "files": tuple(f.get("files", ()))}) for f in data.get("compat_fixes", ())
+            ),
         )
     except (KeyError, TypeError) as e:
         raise UsageError(f"{source}: malformed manifest ({e})") from e

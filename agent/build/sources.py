@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.errors import IntegrityError, UsageError
-from agent.host.files import CHUNK, sha256_file
+from agent.host.files import CHUNK, read_optional, sha256_file
 
 if TYPE_CHECKING:
     import tarfile
@@ -212,3 +212,31 @@ def content_root(folder: Path, spec: InputSpec) -> Path:
     if spec.subdir and (root / spec.subdir).is_dir():
         root = root / spec.subdir
     return root
+
+
+class WrongReleaseError(UsageError):
+    """The source is another release than the recipe's (a --source of another tag): exit 2, nothing built."""
+
+
+def check_release(recipe: Recipe, root: Path, spec: InputSpec) -> None:
+    """The source tree must say it is the recipe's release (its ``versions`` file), before anything compiles."""
+    marker = recipe.source.release
+    if marker is None:
+        return
+    text = read_optional(root / marker.file)
+    lines = [line.strip() for line in (text or "").splitlines()]
+    if marker.line in lines:
+        return
+    said = next((line for line in lines if line.startswith(marker.key + "=")), None)
+    if said is not None:
+        found = f"its {marker.file} says {said}"
+    elif text is None:
+        found = f"it has no {marker.file}"
+    else:
+        found = f"its {marker.file} has no {marker.key}"
+    raise WrongReleaseError(
+        f"{spec.what} {redact_url(spec.location)} is not the release recipe {recipe.name} builds "
+        f"({recipe.driver_tag}): {found}, expected {marker.line}",
+        hint=f"pass that release's source with --{spec.what} (or none: the recipe's own), "
+        "or build the recipe of the release you have",
+    )

@@ -101,7 +101,7 @@ class Daemon:
             try:
                 facts = self.discover()
                 self.metrics.observe_node(facts)
-                self.target, _built = self.source.resolve(facts.kernel.release)
+                self.target, _built = self.source.resolve(facts)
                 outcome = self.lifecycle.apply(self.target, facts)
             except UnsupportedHostError as e:
                 log.error("node_unsupported", reason=str(e))
@@ -148,7 +148,7 @@ class Daemon:
         try:
             facts = self.discover()
             self.metrics.observe_node(facts)
-            self.target, _ = self.source.resolve(facts.kernel.release)
+            self.target, _ = self.source.resolve(facts)
         except AgentError as e:
             log.error("monitor_failed", reason=str(e))
             self._state("failed", str(e))

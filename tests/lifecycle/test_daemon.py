@@ -95,7 +95,7 @@ def test_ready_then_sigterm_unloads_and_exits_0(tmp_path: Path) -> None:
     assert run.state("ready") == 1
     assert "intel_gpu_driver_ready 1.0" in run.http("/metrics")[1]
     assert run.labels.states == ["loading", "ready"]
-    assert node.metrics.value("intel_gpu_driver_host_changes") == 5
+    assert node.metrics.value("intel_gpu_driver_host_changes") == 6
 
     assert run.finish() == 0
     assert snapshot(node.host) == before
@@ -197,3 +197,24 @@ def test_pod_of_a_process_from_its_cgroup(kind: str) -> None:
     )
     assert pod_of(text) == (uid, cid[:12])
     assert pod_of("0::/user.slice/session-1.scope\n") == ("", "")
+
+
+def test_a_full_disk_during_apply_rolls_back_keeps_running_and_retries(tmp_path: Path) -> None:
+    """Repro of F2 for `run`: an OSError in apply killed the daemon (exit 1), so the pod would crash-loop."""
+    import subprocess
+
+    node = make_node(tmp_path)
+    folder = node.host.root / "var/lib/firmware"
+    folder.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(folder)], check=True)
+    try:
+        run = Running(node, DaemonSettings(blocked_retry=0.05))
+        # Polled: between two retries the daemon is not ready and says why (each attempt rolls back first).
+        run.wait(lambda: "No space left on device" in run.readiness.get()[1], "the reason in /readyz")
+        assert run.thread.is_alive(), "no crash loop"
+        assert run.labels.states[:2] == ["loading", "failed"]
+        subprocess.run(["umount", str(folder)], check=True)  # room again: the next retry loads
+        run.wait(lambda: run.readiness.get()[0], "ready after the retry")
+        assert run.finish() == 0
+    finally:
+        subprocess.run(["umount", str(folder)], check=False, capture_output=True)
