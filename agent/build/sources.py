@@ -176,7 +176,11 @@ def safe_extract(tarball: Path, dest: Path) -> None:
                 for member in members:
                     check_member(member, tarball=tarball)
                 # The data filter re-checks every member; it is the second lock on the same door.
-                archive.extractall(staging, members=members, filter="data")
+                # Python before 3.11.4 (Debian 12's 3.11.2, the driver image's) has no filters.
+                if hasattr(tarfile, "data_filter"):
+                    archive.extractall(staging, members=members, filter="data")
+                else:
+                    archive.extractall(staging, members=members)  # noqa: S202 - every member checked above
         except (tarfile.TarError, EOFError, OSError) as e:
             if isinstance(e, IntegrityError):
                 raise

@@ -161,8 +161,10 @@ class Daemon:
         recipe = self.target.recipe
         was = ""
         while True:
-            result = self.lifecycle.verifier.verify(self.target.tree, recipe, -1)
-            state = "ready" if result.ok else "loading"
+            result = self.lifecycle.verifier.verify(self.target.tree, recipe, -1, others_load=True)
+            # Not ready yet (KMM has not loaded) is "loading"; a driver the kernel refused or broke
+            # (Unknown symbol, firmware) is "failed", with the kernel's own lines as the reason.
+            state = "ready" if result.ok else "failed" if result.kernel_log else "loading"
             reason = f"{recipe.name} verified" if result.ok else "; ".join(result.problems)
             self._state(state, reason, ready=result.ok)
             if state != was:

@@ -7,6 +7,7 @@ images are built by buildah (chroot isolation, overlay storage) and run by podma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -33,6 +34,15 @@ STORAGE = ["--storage-driver", "overlay"]
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_BUNDLE_TARGET = "/run/secrets/ca-bundle/ca.crt"
 PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+# Container storage is the machine's, shared by every checkout on it: tags of test images carry the
+# checkout's own suffix, so two checkouts testing at once never replace each other's images.
+CHECKOUT = hashlib.sha256(str(REPO).encode()).hexdigest()[:8]
+
+
+def checkout_tag(name: str, variant: str = "test") -> str:
+    """``localhost/<name>:<variant>-<checkout>``: a tag of this checkout's own."""
+    return f"localhost/{name}:{variant}-{CHECKOUT}"
+
 
 # What debian:bookworm images carry: every suite (kernel headers of a point release live in
 # bookworm-security), and no documentation.
@@ -136,8 +146,13 @@ def build(
     check: bool = True,
     timeout: float = 1800,
     target: str | None = None,
+    ca_bundle: Path | None = HOST_CA_BUNDLE,
 ) -> Built:
-    """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local)."""
+    """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local).
+
+    ``ca_bundle`` is mounted at the Dockerfiles' CA_BUNDLE path (default: this machine's trust store,
+    which holds its egress proxy's CA); None mounts nothing.
+    """
     # --force-rm: a failed step's working container is removed too (the failing-build tests leave none).
     argv = [buildah, *STORAGE, "build", "--isolation", "chroot", f"--layers={str(layers).lower()}", "--pull=never"]
     argv.append("--force-rm")
@@ -145,8 +160,8 @@ def build(
         argv.append("--no-cache")
     if target:
         argv += ["--target", target]
-    if HOST_CA_BUNDLE.is_file():
-        argv += ["--volume", f"{HOST_CA_BUNDLE}:{CA_BUNDLE_TARGET}:ro"]
+    if ca_bundle is not None and ca_bundle.is_file():
+        argv += ["--volume", f"{ca_bundle}:{CA_BUNDLE_TARGET}:ro"]
     for name, value in build_args.items():
         argv += ["--build-arg", f"{name}={value}"]
     argv += ["-f", str(dockerfile), "-t", tag, str(context)]
@@ -237,6 +252,58 @@ def http_server(folder: Path) -> Iterator[str]:
     )
     try:
         wait_listening(port, process, "http.server")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+HTTPS_SERVER = """
+import http.server, ssl, sys
+folder, port, cert, key = sys.argv[1:5]
+handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=folder)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+@dataclass(frozen=True)
+class LocalCa:
+    """A throw-away certificate authority and a server certificate it signed for 127.0.0.1."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def make_local_ca(openssl: str, folder: Path) -> LocalCa:
+    """A CA and a 127.0.0.1 server certificate made by the real openssl (trusted nowhere but where given)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
+    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
+    run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=igd test CA",
+         "-keyout", str(ca_key), "-out", str(ca_cert)])  # fmt: skip
+    run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+         "-out", str(csr)])  # fmt: skip
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run([openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-days", "2", "-extfile", str(folder / "san.cnf"), "-out", str(cert)])  # fmt: skip
+    return LocalCa(ca_cert=ca_cert, server_cert=cert, server_key=key)
+
+
+@contextmanager
+def https_server(folder: Path, ca: LocalCa) -> Iterator[str]:
+    """An HTTPS file server for ``folder`` on 127.0.0.1 with ``ca``'s server certificate; yields host:port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", HTTPS_SERVER, str(folder), str(port), str(ca.server_cert), str(ca.server_key)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, process, "https server")
         yield f"127.0.0.1:{port}"
     finally:
         stop(process)
