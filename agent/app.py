@@ -166,7 +166,7 @@ class App:
         from agent.lifecycle.faults import FaultInjector
         from agent.lifecycle.firmware import Firmware
         from agent.lifecycle.journal import Journal
-        from agent.lifecycle.labels import labeler_for
+        from agent.lifecycle.labels import cluster_for
         from agent.lifecycle.lock import StateLock
         from agent.lifecycle.modules import Modules
         from agent.lifecycle.source import TreeSource
@@ -233,10 +233,12 @@ class App:
                 discover=discover_facts,
                 metrics=metrics,
                 readiness=readiness,
-                labeler=labeler_for(config.node_name),
+                cluster=cluster_for(config.node_name),
                 health=HealthServer(config.listen, metrics, readiness),
                 stop=stop,
-                settings=DaemonSettings(mode=config.mode, unload_deadline=config.unload_deadline),
+                settings=DaemonSettings(
+                    mode=config.mode, on_stop=config.on_stop, unload_deadline=config.unload_deadline
+                ),
             )
 
         return LifecycleCommands(

@@ -216,6 +216,15 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
             ),
             option("--listen", env="LISTEN", default="0.0.0.0:9480", show_default=True, help="HOST:PORT to serve."),
             option("--node-name", env="NODE_NAME", default=None, help="Node to label via the API server."),
+            option(
+                "--on-stop",
+                env="ON_STOP",
+                default="auto",
+                show_default=True,
+                type=click.Choice(["auto", "unload", "keep"]),
+                help="SIGTERM: auto unloads only when the cluster wants the driver gone (DaemonSet deleted, node "
+                "out of scope) and hands it over to the next agent on a restart; outside a cluster it unloads.",
+            ),
         ]
 
     def decorate(f: F) -> F:

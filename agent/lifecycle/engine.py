@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+# Journal phases with the driver in place: applied by this agent, or handed over by the previous one.
+APPLIED = ("applied", "handed_over")
+
 
 @dataclass(frozen=True)
 class Target:
@@ -160,7 +163,7 @@ class Lifecycle:
     def warm(self, target: Target) -> bool:
         """Everything already in place and matching (journal, modules, firmware): nothing to change."""
         j = self.journal
-        if j.phase != "applied" or j.header.tree_digest != target.digest or j.header.boot_id != self.boot_id:
+        if j.phase not in APPLIED or j.header.tree_digest != target.digest or j.header.boot_id != self.boot_id:
             return False
         ctx = self.context(cached=True)
         sequence = [module_key(m) for m in load_sequence(target.recipe)]
@@ -343,6 +346,13 @@ class Lifecycle:
             log.error("rollback_incomplete", error=str(e), left=[c.key for c in self.journal.changes])
         except OSError as e:
             log.error("rollback_incomplete", error=e.strerror or str(e), left=[c.key for c in self.journal.changes])
+
+    def hand_over(self) -> int:
+        """Leave the driver loaded for the next agent (a restart): the journal says so; nothing is undone."""
+        journal = self.journal
+        if journal.phase == "applied":
+            journal.update(phase="handed_over")
+        return len(journal.entries)
 
     # --- monitor mode -------------------------------------------------------------------------
     def ensure_firmware_path(self) -> bool:

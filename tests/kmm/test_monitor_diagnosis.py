@@ -16,6 +16,7 @@ import pytest
 from lifecycle.fakes import Node, make_node, recipe
 
 from agent.health import Readiness
+from agent.kube.cluster import NoCluster, NodeState
 from agent.lifecycle.daemon import Daemon, DaemonSettings
 from agent.lifecycle.source import TreeSource
 from agent.lifecycle.verify import SYMBOL_LINES_SHOWN, Record, log_problems
@@ -42,12 +43,14 @@ def test_refusals_of_a_module_loaded_now_are_from_an_earlier_attempt() -> None:
     assert got == [firmware], "a firmware failure still counts; the old refusals do not"
 
 
-class Labels:
+class Labels(NoCluster):
+    """The node label as the daemon publishes it (the cluster's other answers: outside one)."""
+
     def __init__(self) -> None:
         self.states: list[str] = []
 
-    def publish(self, state: str) -> None:
-        self.states.append(state)
+    def publish(self, state: NodeState) -> None:
+        self.states.append(state.state)
 
 
 def monitor(node: Node) -> tuple[threading.Event, Readiness, Labels, threading.Thread]:
@@ -68,7 +71,7 @@ def monitor(node: Node) -> tuple[threading.Event, Readiness, Labels, threading.T
         discover=node.facts,
         metrics=node.metrics,
         readiness=readiness,
-        labeler=labels,
+        cluster=labels,
         health=None,
         stop=stop,
         settings=DaemonSettings(mode="monitor", monitor_interval=0.02),
