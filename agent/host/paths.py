@@ -190,9 +190,9 @@ class HostPaths:
         return self.state_dir / "backup/firmware"
 
     @property
-    def staged_modules_dir(self) -> Path:
-        """Where the driver's modules are copied, checked and indexed before modprobe loads them."""
-        return self.state_dir / "modules"
+    def staged_trees_dir(self) -> Path:
+        """Where driver trees are copied, checked and indexed before the node loads from them."""
+        return self.state_dir / "trees"
 
     @property
     def build_cache_dir(self) -> Path:

@@ -20,7 +20,7 @@ from agent.lifecycle.changes import ChangeContext, HostChange, host_write_error
 from agent.lifecycle.changes.dependencies_loaded import DependenciesLoaded
 from agent.lifecycle.changes.module_loaded import ModuleLoaded
 from agent.lifecycle.changes.module_removed import InTreeModuleRemoved
-from agent.lifecycle.changes.module_tree_staged import ModuleTreeStaged
+from agent.lifecycle.changes.tree_staged import TreeStaged
 from agent.lifecycle.firmware import Firmware
 from agent.lifecycle.journal import DONE, Journal
 from agent.lifecycle.modules import (
@@ -37,7 +37,7 @@ from agent.lifecycle.preflight import check_dependencies, preflight
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
 from agent.recipes.model import Recipe
-from agent.tree import DriverTree
+from agent.tree import DriverTree, load_tree
 
 if TYPE_CHECKING:
     from agent.metrics import Metrics
@@ -216,6 +216,10 @@ class Lifecycle:
             driver_modules=tuple(target.driver_modules),
         )
         changes = 0
+        with self.step("stage"):
+            staged, made = self._stage(target)
+            changes += made
+        tree = staged.tree
         with self.step("firmware"):
             placement = self.firmware.choose(journal)
             folder = placement.folder
@@ -230,10 +234,10 @@ class Lifecycle:
                 self.make(change)
                 changes += 1
         with self.step("remove_in_tree"):
-            changes += self._remove_replaced(target)
+            changes += self._remove_replaced(staged)
         mark = self.kmsg.mark()
         with self.step("modprobe"):
-            loads = self._load(target)
+            loads = self._load(staged)
         changes += loads
         if loads or journal.header.kmsg_mark < 0:
             journal.update(kmsg_mark=mark)
@@ -296,45 +300,57 @@ class Lifecycle:
         if not pending:
             return 0
         made = 0
-        staged = self._staged(target)
-        entry = self.journal.get(staged.key)
-        if entry is None or entry.status != DONE or not staged.in_place(self.context()):
-            self.make(staged)
-            made += 1
         needed = tuple(d for d in in_tree_dependencies(tree, load_sequence(recipe)) if d not in loaded)
         if needed:
             candidates = dependency_closure(self.host, tree.manifest.kernel, needed)
             before = tuple(m for m in candidates if m in loaded)
             self.make(DependenciesLoaded(needed, candidates=candidates, before=before))
             made += 1
-        base = self.host.from_host_path(staged.base)
         for module in pending:
             params = tuple(f"{k}={v}" for k, v in sorted(recipe.module_parameters(module).items()))
             self.make(
                 ModuleLoaded(
-                    module=module_key(module), ours=mine, base=str(base), kernel=tree.manifest.kernel, params=params
+                    module=module_key(module),
+                    ours=mine,
+                    base=str(tree.modules_base),
+                    kernel=tree.manifest.kernel,
+                    params=params,
                 )
             )
             made += 1
         return made
 
-    def _staged(self, target: Target) -> ModuleTreeStaged:
-        """The change that copies the tree's modules into the state folder (what modprobe loads)."""
+    def _stage(self, target: Target) -> tuple[Target, int]:
+        """Copy the tree into the state folder (checked, indexed) unless it is there already; the target
+        that loads from the copy, and the changes made (0 or 1)."""
+        staged = self._staged(target)
+        entry = self.journal.get(staged.key)
+        made = 0
+        if entry is None or entry.status != DONE or not staged.in_place(self.context()):
+            self.make(staged)
+            made = 1
+        base = self.host.from_host_path(staged.base)
+        return Target(load_tree(base), target.recipe), made
+
+    def _staged(self, target: Target) -> TreeStaged:
+        """The change that copies ``target``'s tree into the state folder."""
         tree = target.tree
         prefix = tree.modules_dir.relative_to(tree.root).as_posix() + "/"
         files = {}
-        for module in tree.manifest.modules:
-            if not module.path.startswith(prefix) or ".." in module.path.split("/"):
-                raise IntegrityError(
-                    f"driver tree {tree.root} lists module {module.name} at {module.path!r}, outside {prefix}: refused"
-                )
-            files[module.path[len(prefix) :]] = module.sha256
+        for path, sha256, what in [
+            *((m.path, m.sha256, prefix) for m in tree.manifest.modules),
+            *((f.path, f.sha256, "firmware/") for f in tree.manifest.firmware),
+        ]:
+            if not path.startswith(what) or any(part in ("", ".", "..") for part in path.split("/")):
+                raise IntegrityError(f"driver tree {tree.root} lists {path!r}, outside {what}: refused")
+            files[path] = sha256
         name = hashlib.sha256(target.digest.encode()).hexdigest()[:16]
-        return ModuleTreeStaged(
-            base=self.host.as_host_path(self.host.staged_modules_dir / name),
+        return TreeStaged(
+            base=self.host.as_host_path(self.host.staged_trees_dir / name),
             kernel=tree.manifest.kernel,
             files=files,
-            source=str(tree.modules_dir),
+            source=str(tree.root),
+            recipe=str(target.recipe.path),
         )
 
     def rollback(self, cause: AgentError) -> None:

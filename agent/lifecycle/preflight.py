@@ -22,15 +22,19 @@ def check_supported(facts: NodeFacts, recipe: Recipe) -> None:
         raise UnsupportedHostError(f"{recipe.name} does not support this node: " + "; ".join(verdict.reasons))
 
 
-def check_tree(tree: DriverTree, recipe: Recipe) -> None:
-    """Every module and firmware file of the tree is there with its manifest's sha256 (else exit 2)."""
+def check_tree(tree: DriverTree, recipe: Recipe, *, hashes: bool = True) -> None:
+    """Every module and firmware file of the tree is there (with its manifest's sha256) else exit 2.
+
+    An apply checks the sha256s where it copies the tree into the state folder, its first change:
+    its preflight (``hashes=False``) does not read every file twice.
+    """
     for module in tree.manifest.modules:
         path = tree.path_of(module.path)
         if not path.is_file():
             raise UsageError(f"driver tree {tree.root} lacks {module.path}; nothing was changed: rebuild it")
-        if sha256_file(path) != module.sha256:
+        if hashes and sha256_file(path) != module.sha256:
             raise IntegrityError(f"{path} does not have the manifest's sha256; nothing was changed: rebuild it")
-    check_tree_firmware(tree, recipe)
+    check_tree_firmware(tree, recipe, hashes=hashes)
 
 
 def preflight(tree: DriverTree, recipe: Recipe, facts: NodeFacts) -> None:
@@ -48,7 +52,7 @@ def preflight(tree: DriverTree, recipe: Recipe, facts: NodeFacts) -> None:
             f"in {tree.root} are not signed; nothing was changed",
             hint="build with --sign-key/--sign-cert and enroll the certificate (mokutil --import)",
         )
-    check_tree(tree, recipe)
+    check_tree(tree, recipe, hashes=False)
 
 
 def check_dependencies(host: HostPaths, tree: DriverTree, recipe: Recipe, loaded: Collection[str]) -> None:

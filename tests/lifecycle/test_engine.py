@@ -19,15 +19,14 @@ def test_apply_places_firmware_sets_the_path_swaps_i915_and_loads_in_order(node:
     assert outcome.verification.ok and not outcome.warm
     assert outcome.verification.render_nodes == ("renderD128",)
     calls = [" ".join(c[:1] + c[-2:]) if c[0] == "modprobe" else c[0] for c in node.kernel.calls]
-    assert calls == ["rmmod", "depmod", "modprobe testgpu enable_guc=3"]
-    staged = node.host.paths.staged_modules_dir
+    assert calls == ["depmod", "rmmod", "modprobe testgpu enable_guc=3"]
+    staged = node.host.paths.staged_trees_dir
     (base,) = staged.iterdir()
-    assert node.kernel.calls[1] == ["depmod", "-b", str(base), "6.1.0-57-amd64"]
+    assert node.kernel.calls[0] == ["depmod", "-b", str(base / "opt"), "6.1.0-57-amd64"]
     modprobe = node.kernel.calls[2]
-    assert modprobe[:5] == ["modprobe", "-d", str(base), "-S", "6.1.0-57-amd64"], "a checked copy, not the tree"
-    for module in node.target.tree.manifest.modules:
-        copy = base / module.path.removeprefix("opt/")
-        assert copy.read_bytes() == (node.target.tree.root / module.path).read_bytes()
+    assert modprobe[:5] == ["modprobe", "-d", str(base / "opt"), "-S", "6.1.0-57-amd64"], "a checked copy"
+    for item in (*node.target.tree.manifest.modules, *node.target.tree.manifest.firmware):
+        assert (base / item.path).read_bytes() == (node.target.tree.root / item.path).read_bytes()
     state = snapshot(node.host)
     assert state["firmware_path"] == b"/var/lib/firmware"
     raw = (node.host.root / "sys/module/firmware_class/parameters/path").read_bytes()
@@ -40,7 +39,7 @@ def test_apply_places_firmware_sets_the_path_swaps_i915_and_loads_in_order(node:
     journal = json.loads((node.host.paths.state_dir / "journal.json").read_text())
     assert journal["phase"] == "applied"
     assert [c["kind"] for c in journal["changes"]] == [
-        "firmware_path", "firmware_file", "firmware_file", "module_removed", "module_tree_staged", "module_loaded",
+        "tree_staged", "firmware_path", "firmware_file", "firmware_file", "module_removed", "module_loaded",
     ]  # fmt: skip
     assert all(c["status"] == "done" for c in journal["changes"])
     assert journal["changes"][-1]["data"]["loaded"] == ["testgpu_compat", "testgpu_vsec", "testgpu"]
@@ -57,7 +56,7 @@ def test_undo_puts_the_node_back_as_it_was(node: Node) -> None:
     assert after["modules"].keys() == before["modules"].keys()
     assert after == before
     assert not (node.host.paths.state_dir / "journal.json").exists()
-    assert not node.host.paths.staged_modules_dir.exists(), "the staged copy is gone too"
+    assert not node.host.paths.staged_trees_dir.exists(), "the staged copy is gone too"
 
 
 def test_undo_removes_our_modules_with_one_rmmod_holders_first(node: Node) -> None:

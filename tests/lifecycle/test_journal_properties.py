@@ -20,7 +20,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-KINDS = ("firmware_path", "firmware_file", "module_removed", "module_tree_staged", "module_loaded")
+KINDS = ("firmware_path", "firmware_file", "module_removed", "tree_staged", "module_loaded")
 POINTS = [f"{when}:{kind}" for kind in KINDS for when in ("intent", "after")] + [f"after:undo#{n}" for n in range(1, 7)]
 
 

@@ -12,7 +12,7 @@ import pytest
 from lifecycle.fakes import Crash, Node, make_node, snapshot
 
 # Every point of an apply on a node with the in-tree i915 loaded: path, two files, i915 out, testgpu in.
-APPLY_KINDS = ("firmware_path", "firmware_file", "firmware_file#2", "module_removed", "module_tree_staged")
+APPLY_KINDS = ("firmware_path", "firmware_file", "firmware_file#2", "module_removed", "tree_staged")
 APPLY_POINTS = [f"{when}:{kind}" for kind in (*APPLY_KINDS, "module_loaded") for when in ("intent", "after")]
 UNDO_POINTS = [f"after:undo#{n}" for n in range(1, 7)]
 
@@ -122,7 +122,7 @@ def test_a_malformed_fault_spec_is_a_usage_error() -> None:
 # On a fresh node the driver's in-tree dependency (drm) is loaded first: every point of that apply too.
 FRESH_POINTS = [
     f"{when}:{kind}"
-    for kind in ("firmware_path", "firmware_file", "module_tree_staged", "dependencies_loaded", "module_loaded")
+    for kind in ("firmware_path", "firmware_file", "tree_staged", "dependencies_loaded", "module_loaded")
     for when in ("intent", "after")
 ]
 
