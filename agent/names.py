@@ -47,6 +47,19 @@ def relative_path_problem(value: str) -> str | None:
     return None
 
 
+def firmware_request_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a firmware name a module requests (modinfo's firmware field), or None.
+
+    Looser than a file name: some modules list patterns (``brcm/brcmfmac*-pcie.*.bin``). What is
+    placed on a host is checked by ``relative_path_problem``; a request only must not climb out.
+    """
+    if not value or value.startswith("/") or any(part in ("", ".", "..") for part in value.split("/")):
+        return f"must be a relative name inside the firmware folder (no '..', '.' or empty parts): {value!r}"
+    if any(ord(c) < 32 or c == "\x7f" for c in value) or len(value) > MAX_PATH:
+        return f"holds control characters or is too long: {value!r:.80}"
+    return None
+
+
 def module_name_problem(value: str) -> str | None:
     """Why ``value`` cannot be a kernel module name (it becomes /sys/module/<name> and a modprobe argument)."""
     if not MODULE_NAME.fullmatch(value) or len(value) > 64:
