@@ -153,6 +153,13 @@ def recipes(app: Any, as_json: bool) -> None:
 @option("--ca-bundle", env="CA_BUNDLE", default=None, help="Extra CA certificates to trust (TLS-intercepting proxies).")
 @option("--sign-key", env="SIGN_KEY", default=None, help="Private key to sign modules with (Secure Boot).")
 @option("--sign-cert", env="SIGN_CERT", default=None, help="Certificate of --sign-key.")
+@option(
+    "--download-timeout",
+    env="DOWNLOAD_TIMEOUT",
+    type=float,
+    default=None,
+    help="Seconds one download may take, retries included (default 1800); then exit 4.",
+)
 @json_option
 @click.pass_obj
 def build(app: Any, /, as_json: bool, **options: Any) -> None:

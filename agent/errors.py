@@ -46,6 +46,15 @@ class HostReadError(AgentError):
     exit_code = 2
 
 
+class HostWriteError(AgentError):
+    """A file or folder the agent must write cannot be written: full disk, read-only, no permission (exit 2).
+
+    The message names the folder and the errno; nothing half-written is left under its final name.
+    """
+
+    exit_code = 2
+
+
 class UnsupportedHostError(AgentError):
     """The node cannot run this driver: kernel, OS, GPUs or signing policy (permanent, exit 3)."""
 

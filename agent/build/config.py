@@ -30,6 +30,7 @@ class BuildConfig:
     no_proxy: str | None = None
     ca_bundle: Path | None = None
     signing: SigningKey | None = None
+    download_timeout: float | None = None
 
 
 def make_build_config(
@@ -52,12 +53,15 @@ def make_build_config(
     ca_bundle: str | None = None,
     sign_key: str | None = None,
     sign_cert: str | None = None,
+    download_timeout: float | None = None,
 ) -> BuildConfig:
     """Validate the options; a bad one raises ``UsageError`` naming it."""
     if not kernel.strip():
         raise UsageError("--kernel (INTEL_GPU_AGENT_KERNEL) is required: the kernel release to build for")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if download_timeout is not None and not download_timeout > 0:
+        raise UsageError(f"--download-timeout must be a positive number of seconds, got {download_timeout}")
     if headers and not Path(headers).is_dir():
         raise UsageError(f"--headers {headers} is not a folder")
     if ca_bundle and not Path(ca_bundle).is_file():
@@ -79,6 +83,7 @@ def make_build_config(
         no_proxy=no_proxy,
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         signing=SigningKey.from_options(sign_key, sign_cert),
+        download_timeout=download_timeout,
     )
 
 

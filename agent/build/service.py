@@ -26,7 +26,7 @@ from agent.build.sources import (
     verify_file,
 )
 from agent.errors import CommandError, StopRequestedError, UsageError
-from agent.host.files import sha256_file
+from agent.host.files import sha256_file, writes_under
 from agent.logs import get_logger
 from agent.tree import DriverTree, Manifest, write_manifest
 
@@ -167,7 +167,8 @@ class Builder:
         with layout.locked(kernel_dir / ".lock", what=f"{recipe.name} for {kernel}"):
             log.info("build_started", recipe=recipe.name, kernel=kernel, headers=str(inputs.headers.path), out=str(out))
             build_dir, output = self._compile(recipe, inputs, kernel_dir, log_path)
-            tree = self._collect(recipe, inputs, kernel_dir, build_dir, out)
+            with writes_under(out.parent):  # a full or read-only disk under --out: say so, keep the old tree
+                tree = self._collect(recipe, inputs, kernel_dir, build_dir, out)
         seconds = time.monotonic() - started
         log.info(
             "build_done",
