@@ -144,7 +144,13 @@ def recipes(app: Any, as_json: bool) -> None:
 @option("--source-sha256", env="SOURCE_SHA256", default=None, help="Pin for a --source URL or tarball.")
 @option("--firmware", env="FIRMWARE", default=None, help="Firmware: URL, tarball or folder (default: recipe).")
 @option("--firmware-sha256", env="FIRMWARE_SHA256", default=None, help="Pin for a --firmware URL or tarball.")
-@option("--jobs", env="JOBS", type=int, default=None, help="Parallel make jobs (default: CPUs available).")
+@option(
+    "--jobs",
+    env="JOBS",
+    type=int,
+    default=None,
+    help="Parallel make jobs (default: what the CPUs and the memory limit allow).",
+)
 @option("--cache-dir", env="CACHE_DIR", default=None, help="Downloads and unpacked sources (default <state>/cache).")
 @option("--work-dir", env="WORK_DIR", default=None, help="Build folders and logs (default <cache-dir>/build).")
 @option("--http-proxy", env="HTTP_PROXY", default=None, help="Proxy for http:// (default: HTTP_PROXY).")

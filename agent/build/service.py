@@ -46,8 +46,10 @@ DEFAULT_STEP_TIMEOUT = 3 * 3600.0
 
 
 def default_jobs() -> int:
-    """The CPUs this process may run on (cgroup cpusets and taskset count, not the machine's total)."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """The jobs the CPUs this process may run on and its memory limit allow (agent/build/jobs.py)."""
+    from agent.build.jobs import default_jobs as sized
+
+    return sized()
 
 
 @dataclass(frozen=True)
