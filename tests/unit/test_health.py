@@ -1,4 +1,4 @@
-"""The HTTP endpoint's failure modes (issue 11 F11, F16): bad listen addresses typed, vanished clients logged as JSON."""
+"""The HTTP endpoint's failures (issue 11 F11, F16): bad listen addresses typed, vanished clients logged as JSON."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def test_a_listen_address_in_use_is_transient_and_named(metrics: Metrics) -> Non
 
 
 def test_a_listen_address_not_on_this_host_is_a_usage_error(metrics: Metrics) -> None:
-    with pytest.raises(UsageError, match="cannot listen on 192.0.2.1:9480"):
+    with pytest.raises(UsageError, match=r"cannot listen on 192\.0\.2\.1:9480"):
         HealthServer("192.0.2.1:9480", metrics, Readiness())  # TEST-NET-1: never a local address
 
 
