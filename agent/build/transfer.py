@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -60,6 +59,8 @@ class Transfer:
         sock = getattr(connection, "sock", None)
         if sock is None:
             return False
+        import socket  # only to cut: a no-op build imports this module and must stay fast
+
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         return True
