@@ -72,8 +72,10 @@ class App:
 
         return discover(self.host)
 
-    def check(self, recipe_spec: str | None = None) -> CheckResult:
-        """Judge the node against one recipe, or every shipped recipe and pick the best."""
+    def check(self, recipe_spec: str | None = None, *, compat_fixes: bool = True) -> CheckResult:
+        """Judge the node against one recipe, or every shipped recipe and pick the best; a release's
+        verdict names the compat fixes its build needs, by probes of the node's kernel headers."""
+        from agent.build.fixes import fixes_for_node
         from agent.discovery.node import discover
         from agent.support import best, judge
 
@@ -84,7 +86,10 @@ class App:
             found = self.recipes()
             recipes, errors = found.recipes, found.errors
         facts = discover(self.host, driver_module=recipes[0].main_module if len(recipes) == 1 else "i915")
-        verdicts = tuple(judge(facts.kernel, facts.os, facts.gpus, r) for r in recipes)
+        verdicts = tuple(
+            judge(facts.kernel, facts.os, facts.gpus, r, fixes=fixes_for_node(self.host, facts.kernel, r, compat_fixes))
+            for r in recipes
+        )
         chosen, why = best(verdicts, recipes)
         notes = []
         if facts.security.requires_signed_modules:
@@ -133,6 +138,7 @@ class App:
             jobs=config.jobs,
             signing=config.signing,
             progress_stream=progress,
+            compat_fixes=config.compat_fixes,
         )
         recipe = self.recipe(config.recipe)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -146,6 +152,7 @@ class App:
                 source_sha256=config.source_sha256,
                 firmware=config.firmware,
                 firmware_sha256=config.firmware_sha256,
+                firmware_files_url=config.firmware_files_url,
             )
         finally:
             for sig, handler in previous.items():
@@ -156,14 +163,17 @@ class App:
     ) -> LifecycleCommands:
         """run/load/unload/status (issue 4): every lifecycle component, given its collaborators by keyword."""
         import dataclasses
+        import os
         import threading
 
         from agent.host.runner import Runner
         from agent.lifecycle.commands import LifecycleCommands
         from agent.lifecycle.engine import Lifecycle
+        from agent.lifecycle.faults import FaultInjector
         from agent.lifecycle.firmware import Firmware
-        from agent.lifecycle.journal import FaultInjector, Journal, StateLock
-        from agent.lifecycle.labels import labeler_for
+        from agent.lifecycle.journal import Journal
+        from agent.lifecycle.labels import cluster_for
+        from agent.lifecycle.lock import StateLock
         from agent.lifecycle.modules import Modules
         from agent.lifecycle.source import TreeSource
         from agent.lifecycle.verify import Kmsg, Verifier
@@ -171,6 +181,9 @@ class App:
         host = self.host
         if config.state_dir:
             host = dataclasses.replace(host, state_dir_name=config.state_dir.lstrip("/"))
+        from agent.build.config import compat_fixes_from_env
+
+        compat_fixes = compat_fixes_from_env(os.environ)  # validated before anything runs
         stop = stop or threading.Event()
         runner = Runner(stop=stop)
         # One-shot commands export no metrics: prometheus_client and http.server cost seconds on slow nodes.
@@ -181,7 +194,7 @@ class App:
         verifier = Verifier(host=host, kmsg=kmsg, stop=stop)
         engine = Lifecycle(
             host=host,
-            journal=Journal(host.state_dir / "journal.json", faults=FaultInjector.from_env()),
+            journal=Journal(host.state_dir / "journal.json", root=host.root, faults=FaultInjector.from_env()),
             firmware=Firmware(host=host),
             # Its own runner, never stopped: SIGTERM must not kill the rmmod that answers it.
             modules=Modules(host=host, runner=Runner()),
@@ -191,9 +204,18 @@ class App:
         )
 
         def build(recipe: Recipe, kernel: str, out: Path) -> DriverTree:
+            from agent.build.download import Fetcher, ProxySettings
             from agent.build.service import Builder
 
-            builder = Builder(host=host, runner=runner, cache_dir=host.build_cache_dir)
+            fetcher = Fetcher(
+                cache_dir=host.build_cache_dir,
+                proxies=ProxySettings.from_env(os.environ),
+                ca_bundle=config.ca_bundle,
+                stop=stop,
+            )
+            builder = Builder(
+                host=host, runner=runner, cache_dir=host.build_cache_dir, fetcher=fetcher, compat_fixes=compat_fixes
+            )
             return builder.build(recipe, kernel, out, headers=host.resolve(host.kernel_headers_dir(kernel)))
 
         source = TreeSource(
@@ -217,10 +239,12 @@ class App:
                 discover=discover_facts,
                 metrics=metrics,
                 readiness=readiness,
-                labeler=labeler_for(config.node_name),
+                cluster=cluster_for(config.node_name),
                 health=HealthServer(config.listen, metrics, readiness),
                 stop=stop,
-                settings=DaemonSettings(mode=config.mode, unload_deadline=config.unload_deadline),
+                settings=DaemonSettings(
+                    mode=config.mode, on_stop=config.on_stop, unload_deadline=config.unload_deadline
+                ),
             )
 
         return LifecycleCommands(

@@ -79,16 +79,26 @@ def detect(app: Any, as_json: bool) -> None:
     click.echo(report.dumps(report.facts_json(facts)) if as_json else report.facts_text(facts))
 
 
+no_compat_fixes_option = option(
+    "--no-compat-fixes",
+    env="NO_COMPAT_FIXES",
+    is_flag=True,
+    help="Build the release as published, without the project's kernel compatibility fixes.",
+)
+
+
 @cli.command()
 @option("--recipe", env="RECIPE", default=None, help="A recipe name or a path to a recipe TOML (default: all).")
+@no_compat_fixes_option
 @json_option
 @click.pass_obj
-def check(app: Any, recipe: str | None, as_json: bool) -> None:
-    """Whether each driver release supports this node, and why. Exit 3 when none does."""
+def check(app: Any, recipe: str | None, no_compat_fixes: bool, as_json: bool) -> None:
+    """Whether each driver release supports this node, and why, with the compat fixes its build needs.
+    Exit 3 when none does."""
     from agent import report
     from agent.errors import UnsupportedHostError
 
-    result = app.check(recipe)
+    result = app.check(recipe, compat_fixes=not no_compat_fixes)
     if as_json:
         click.echo(
             report.dumps(
@@ -145,6 +155,13 @@ def recipes(app: Any, as_json: bool) -> None:
 @option("--firmware", env="FIRMWARE", default=None, help="Firmware: URL, tarball or folder (default: recipe).")
 @option("--firmware-sha256", env="FIRMWARE_SHA256", default=None, help="Pin for a --firmware URL or tarball.")
 @option(
+    "--firmware-files-url",
+    env="FIRMWARE_FILES_URL",
+    default=None,
+    help="A mirror of the firmware repository's raw files: URL with {file} (and {tag}); default: the recipe's.",
+)
+@no_compat_fixes_option
+@option(
     "--jobs",
     env="JOBS",
     type=int,
@@ -186,6 +203,12 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
         option("--recipe", env="RECIPE", default=None, help="Recipe name or TOML; built here if no tree fits."),
         option("--state-dir", env="STATE_DIR", default=None, help="Host folder of the journal and build cache."),
         option(
+            "--ca-bundle",
+            env="CA_BUNDLE",
+            default=None,
+            help="Extra CA certificates for a build's downloads (TLS-intercepting proxies).",
+        ),
+        option(
             "--unload-deadline",
             env="UNLOAD_DEADLINE",
             default=60.0,
@@ -206,6 +229,15 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
             ),
             option("--listen", env="LISTEN", default="0.0.0.0:9480", show_default=True, help="HOST:PORT to serve."),
             option("--node-name", env="NODE_NAME", default=None, help="Node to label via the API server."),
+            option(
+                "--on-stop",
+                env="ON_STOP",
+                default="auto",
+                show_default=True,
+                type=click.Choice(["auto", "unload", "keep"]),
+                help="SIGTERM: auto unloads only when the cluster wants the driver gone (DaemonSet deleted, node "
+                "out of scope) and hands it over to the next agent on a restart; outside a cluster it unloads.",
+            ),
         ]
 
     def decorate(f: F) -> F:
@@ -280,6 +312,10 @@ def status(app: Any, /, as_json: bool, **options: Any) -> None:
     for change in data["changes"]:
         detail = " ".join(f"{k}={v}" for k, v in change.items() if k not in ("kind", "status"))
         click.echo(f"change:         {change['kind']} [{change['status']}] {detail}")
+    for change in data.get("forgotten", []):
+        click.echo(f"gone at reboot: {change['kind']} {' '.join(f'{k}={v}' for k, v in change.items() if k != 'kind')}")
+    for change in data.get("unknown_changes", []):
+        click.echo(f"unknown kind:   {change['kind']} (change {change['index']}): written by a newer agent; not undone")
 
 
 def main(argv: list[str] | None = None) -> int:

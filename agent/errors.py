@@ -46,15 +46,6 @@ class HostReadError(AgentError):
     exit_code = 2
 
 
-class HostWriteError(AgentError):
-    """A file or folder the agent must write cannot be written: full disk, read-only, no permission (exit 2).
-
-    The message names the folder and the errno; nothing half-written is left under its final name.
-    """
-
-    exit_code = 2
-
-
 class UnsupportedHostError(AgentError):
     """The node cannot run this driver: kernel, OS, GPUs or signing policy (permanent, exit 3)."""
 
@@ -74,6 +65,20 @@ class ModuleBusyError(TransientError):
 
 class DownloadError(TransientError):
     """A download failed after its retries (network, server errors)."""
+
+
+class HostWriteError(AgentError):
+    """A host change could not be made: read-only or forbidden file system. Rolled back (exit 2)."""
+
+    exit_code = 2
+
+
+class HostFullError(TransientError):
+    """A host file system is full (ENOSPC, EDQUOT): the change was rolled back; retry once there is room."""
+
+
+class JournalError(UsageError):
+    """The journal cannot be read or holds what this agent cannot undo: nothing was touched (exit 2)."""
 
 
 class IntegrityError(AgentError):

@@ -11,7 +11,10 @@ from agent.discovery.node import NodeFacts
 from agent.support import Verdict
 
 PREFIX = "intel_gpu_driver"
-STATES = ("starting", "loading", "ready", "unsupported", "failed", "blocked", "unloading", "stopped")
+STATES = (
+    "starting", "loading", "ready", "upgrading", "unsupported", "failed", "blocked", "unloading", "stopped",
+    "handed_over",
+)  # fmt: skip
 VERDICTS = ("supported", "at-risk", "unsupported")
 
 

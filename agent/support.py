@@ -17,6 +17,19 @@ RANK = {SUPPORTED: 0, AT_RISK: 1, UNSUPPORTED: 2}
 
 
 @dataclass(frozen=True)
+class CompatFixes:
+    """What the kernel's headers say about a release's compat fixes (worked out by agent.build.fixes)."""
+
+    needed: tuple[str, ...] = ()  # the fixes whose probes hold
+    enabled: bool = True  # False: --no-compat-fixes
+    unknown: str = ""  # why it could not be told (no headers, a probe that cannot be answered)
+
+    @property
+    def applied(self) -> tuple[str, ...]:
+        return self.needed if self.enabled else ()
+
+
+@dataclass(frozen=True)
 class Verdict:
     """A recipe's verdict for a node, with reasons a person can act on."""
 
@@ -24,6 +37,7 @@ class Verdict:
     verdict: str
     reasons: tuple[str, ...]
     matched_kernel: str = ""
+    compat_fixes: tuple[str, ...] = ()  # the fixes the build applies for this kernel
 
     @property
     def ok(self) -> bool:
@@ -184,13 +198,51 @@ def _series_key(series: str) -> tuple[int, ...]:
     return tuple(int(p) for p in series.split(".") if p.isdigit())
 
 
-def judge(kernel: KernelInfo, os_info: OsInfo, gpus: Sequence[PciGpu], recipe: Recipe) -> Verdict:
-    """The verdict of one recipe for one node: a pure function of the facts."""
+def judge(
+    kernel: KernelInfo,
+    os_info: OsInfo,
+    gpus: Sequence[PciGpu],
+    recipe: Recipe,
+    *,
+    fixes: CompatFixes | None = None,
+) -> Verdict:
+    """The verdict of one recipe for one node: a pure function of the facts.
+
+    Compat fixes never make a kernel supported: a release built with them is not the one Intel
+    validated, so a kernel that needs them is at-risk at best, and the verdict says which fixes.
+    """
     kernel_verdict, kernel_reasons, matched = judge_kernel(kernel, os_info, recipe)
+    fixes = fixes or CompatFixes()
+    fix_reasons = _fix_reasons(fixes)
+    if fixes.applied and kernel_verdict == SUPPORTED:
+        kernel_verdict = AT_RISK
     gpus_ok, gpu_reasons = judge_gpus(gpus, recipe)
     verdict = kernel_verdict if gpus_ok else UNSUPPORTED
-    reasons = kernel_reasons + gpu_reasons
-    return Verdict(recipe=recipe.name, verdict=verdict, reasons=tuple(reasons), matched_kernel=matched)
+    reasons = kernel_reasons + fix_reasons + gpu_reasons
+    return Verdict(
+        recipe=recipe.name,
+        verdict=verdict,
+        reasons=tuple(reasons),
+        matched_kernel=matched,
+        compat_fixes=fixes.applied,
+    )
+
+
+def _fix_reasons(fixes: CompatFixes) -> list[str]:
+    names = ", ".join(fixes.needed)
+    if fixes.unknown:
+        return [f"cannot tell which compat fixes the build needs: {fixes.unknown}"]
+    if fixes.needed and fixes.enabled:
+        return [
+            f"builds with compat fixes {names}: this kernel's headers need them (the project's own patches, "
+            "not validated by Intel)"
+        ]
+    if fixes.needed:
+        return [
+            f"this kernel's headers call for compat fixes {names}, turned off (--no-compat-fixes): "
+            "expect the build to fail"
+        ]
+    return []
 
 
 def best(verdicts: Sequence[Verdict], recipes: Sequence[Recipe]) -> tuple[Verdict | None, str]:

@@ -56,6 +56,17 @@ class BuiltFirmware:
 
 
 @dataclass(frozen=True)
+class AppliedFix:
+    """A compat fix the tree was built with: its patch's pin, the files it changed, why the kernel needed it."""
+
+    name: str
+    sha256: str
+    files: tuple[str, ...] = ()
+    probe: str = ""  # the question asked of the headers
+    evidence: str = ""  # the header line that answered it
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What a driver tree holds and what it was built from."""
 
@@ -70,6 +81,7 @@ class Manifest:
     built_at: str = ""
     inputs: dict[str, str] = field(default_factory=dict)
     schema: int = MANIFEST_SCHEMA
+    compat_fixes: tuple[AppliedFix, ...] = ()  # optional: trees built before fixes existed have none
 
     def module(self, name: str) -> BuiltModule | None:
         wanted = module_key(name)
@@ -216,6 +228,10 @@ def manifest_from_dict(data: object, *, source: str) -> Manifest:
         agent_version=top.get("agent_version", "str", ""),
         built_at=top.get("built_at", "str", ""),
         inputs=dict(inputs.data),
+        compat_fixes=tuple(
+            _Fields(source, f"compat_fixes[{i}]", f).record(AppliedFix)
+            for i, f in enumerate(top.get("compat_fixes", "list", []))
+        ),
     )
 
 

@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Regenerate agent/data/pci_ids.csv and build/releases/*.toml from the shared reference data.
 
-Usage: python3 scripts/gen-data.py [REFERENCE_DATA_DIR]   (default ../shared/reference/data)
+Usage: python3 scripts/gen-data.py [REFERENCE_DATA_DIR] [--out DIR]
+  REFERENCE_DATA_DIR defaults to ../shared/reference/data; --out writes the files under DIR instead of the
+  checkout (a test compares that output with the committed files).
 The outputs are committed; this script documents where every fact in them came from.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared/reference/data"
+_ARGS = sys.argv[1:]
+OUT = Path(_ARGS.pop(_ARGS.index("--out") + 1)) if "--out" in _ARGS else REPO
+if "--out" in _ARGS:
+    _ARGS.remove("--out")
+DATA = Path(_ARGS[0]) if _ARGS else REPO.parent / "shared/reference/data"
 
 RELEASES = [
     # name, title, stream, driver tag, firmware tag, column of intel_dgpu_pci_ids.csv
@@ -57,11 +64,49 @@ MODULES = [
     ("mei", "drivers/misc/mei/mei.ko", False),
     ("mei-me", "drivers/misc/mei/mei-me.ko", False),
     ("mei-gsc", "drivers/misc/mei/mei-gsc.ko", False),
+    ("mei-txe", "drivers/misc/mei/mei-txe.ko", True),
     ("mei_pxp", "drivers/misc/mei/pxp/mei_pxp.ko", True),
     ("mei_hdcp", "drivers/misc/mei/hdcp/mei_hdcp.ko", True),
     ("mei_iaf", "drivers/misc/mei/iaf/mei_iaf.ko", True),
     ("mei_wdt", "drivers/watchdog/mei_wdt.ko", True),
+    # SR-IOV VFIO variant driver: the rolling release builds it on kernels that have VFIO PCI core.
+    ("i915-vfio-pci", "drivers/vfio/pci/i915/i915-vfio-pci.ko", True),
 ]
+# The firmware repository's raw file at a tag; the repository keeps its blobs flat under firmware/.
+FIRMWARE_FILES_URL = "https://raw.githubusercontent.com/intel-gpu/intel-gpu-firmware/{tag}/firmware/{file}"
+# Requested names no firmware release ships (firmware_by_release.csv present_in_intel_gpu_firmware_main
+# False): each needs a reason the platform does without it, or the generator stops.
+NOT_SHIPPED = {
+    "i915/default_iaf.pscbin": (
+        "iaf.ko (Xe Link fabric) reads its PSC data from the card's SPI flash; it loads a file only when "
+        "the psc_file_override module parameter names one, and no intel-gpu-firmware release ships this name"
+    ),
+}
+# The project's own compat fixes (build/fixes/<name>.patch), each with the probe of the target kernel's
+# headers that says it is needed; measured against Debian 12's 6.1.0-57 and 6.12.117 headers.
+FIXES = {
+    "pci-resize-resource-exclude-bars": (
+        "stable kernels added a fourth argument, exclude_bars, to pci_resize_resource()",
+        '{ kind = "parameter", header = "include/linux/pci.h", function = "pci_resize_resource", '
+        'parameter = "exclude_bars" }',
+    ),
+    "copy-from-user-inatomic-nocache": (
+        "__copy_from_user_inatomic_nocache() was removed from the kernel",
+        '{ kind = "absent", headers = ["include/linux/uaccess.h", "arch/x86/include/asm/uaccess_64.h"], '
+        'symbol = "__copy_from_user_inatomic_nocache" }',
+    ),
+    "page-table-sync-mask": (
+        "x86_64 ARCH_PAGE_TABLE_SYNC_MASK became a run-time expression that #if cannot evaluate",
+        '{ kind = "macro-call", header = "arch/x86/include/asm/pgtable_64_types.h", '
+        'macro = "ARCH_PAGE_TABLE_SYNC_MASK" }',
+    ),
+}
+# Which fixes each release needs (written against its source; 2350.63's source is not at hand, so none).
+RELEASE_FIXES = {
+    "i915-2350.145": ["pci-resize-resource-exclude-bars"],
+    "i915-1099.12": ["pci-resize-resource-exclude-bars", "copy-from-user-inatomic-nocache", "page-table-sync-mask"],
+    "i915-2350.63": [],
+}
 
 
 def rows(name: str) -> list[dict[str, str]]:
@@ -70,7 +115,8 @@ def rows(name: str) -> list[dict[str, str]]:
 
 
 def pci_table() -> None:
-    out = REPO / "agent/data/pci_ids.csv"
+    out = OUT / "agent/data/pci_ids.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["device_id", "platform", "product", "family"])
@@ -109,6 +155,29 @@ def kernels(tag: str) -> list[tuple[str, str, str, str]]:
     return found
 
 
+def release_marker(tag: str) -> str:
+    """The `versions` line a source of ``tag`` has: I915_<date>_<build>_<dii>_<psb> -> I915_<dii>_PSB_<psb>."""
+    prefix, _, _, dii, psb = tag.split("_")
+    return f'BACKPORTS_RELEASE_TAG="{prefix}_{dii}_PSB_{psb}"'
+
+
+def fix_tables(name: str) -> list[str]:
+    out = []
+    for fix in RELEASE_FIXES[name]:
+        why, probe = FIXES[fix]
+        patch = REPO / "build/fixes" / f"{fix}.patch"
+        out += [
+            "",
+            "[[compat_fixes]]",
+            f'name = "{fix}"',
+            f'patch = "../fixes/{fix}.patch"',
+            f'sha256 = "{hashlib.sha256(patch.read_bytes()).hexdigest()}"',
+            f'why = "{why}"',
+            f"probe = {probe}",
+        ]
+    return out
+
+
 def recipe(release: tuple[str, str, str, str, str, str]) -> None:
     name, title, stream, tag, fwtag, column = release
     tarballs = {r["tag"]: r for r in rows("release_tarballs.csv")}
@@ -124,16 +193,17 @@ def recipe(release: tuple[str, str, str, str, str, str]) -> None:
         if r["firmware_tag"] == fwtag
     }
     fw_files = []
+    not_shipped = []
     for r in rows("firmware_by_release.csv"):
-        if (
-            r["backport_ref"] != tag
-            or r["platform"] not in FW_PLATFORMS
-            or r["present_in_intel_gpu_firmware_main"] != "True"
-        ):
+        if r["backport_ref"] != tag or r["platform"] not in FW_PLATFORMS:
             continue
+        if r["present_in_intel_gpu_firmware_main"] != "True":
+            not_shipped.append(r["request_path"])
+            continue
+        # The module requests i915/NAME; the repository has firmware/NAME (firmware_blobs.csv).
         base = r["request_path"].removeprefix("i915/")
         blob = blobs[base]
-        fw_files.append((r["request_path"], blob["sha256"], blob["bytes"], FW_PLATFORMS[r["platform"]]))
+        fw_files.append((r["request_path"], base, blob["sha256"], blob["bytes"], FW_PLATFORMS[r["platform"]]))
     ids = [
         r["device_id"][2:].lower()
         for r in rows("intel_dgpu_pci_ids.csv")
@@ -152,23 +222,31 @@ def recipe(release: tuple[str, str, str, str, str, str]) -> None:
         f'url = "{drv["url"]}"',
         f'sha256 = "{drv["sha256"]}"',
         f'top_folder = "{drv["top_folder"]}"',
+        "# What the source's own versions file says: a --source of another release is refused.",
+        f"release = {{ file = \"versions\", line = '{release_marker(tag)}' }}",
         "",
         "[firmware]",
         f'tag = "{fwtag}"',
+        "# The whole repository at the tag (--firmware takes it, or a local mirror of it).",
         f'url = "{fw["url"]}"',
         f'sha256 = "{fw["sha256"]}"',
         f'top_folder = "{fw["top_folder"]}"',
         'subdir = "firmware"',
+        "# A node building for itself fetches only the files below, one by one, each pinned by its sha256.",
+        f'files_url = "{FIRMWARE_FILES_URL}"',
     ]
-    for fname, sha, size, platform in fw_files:
+    for fname, base, sha, size, platform in fw_files:
         out += [
             "",
             "[[firmware.files]]",
             f'name = "{fname}"',
+            f'file = "{base}"',
             f'sha256 = "{sha}"',
             f"bytes = {size}",
             f'platforms = ["{platform}"]',
         ]
+    for fname in sorted(set(not_shipped)):
+        out += ["", "[[firmware.not_needed]]", f'name = "{fname}"', f'reason = "{NOT_SHIPPED[fname]}"']
     out += [
         "",
         "[build]",
@@ -178,6 +256,7 @@ def recipe(release: tuple[str, str, str, str, str, str]) -> None:
         '  ["make", "KLIB={klib}", "KLIB_BUILD={headers}", "olddefconfig"],',
         '  ["make", "-j{jobs}", "KLIB={klib}", "KLIB_BUILD={headers}"],',
         "]",
+        *fix_tables(name),
         "",
         "[modules]",
         'main = "i915"',
@@ -200,7 +279,8 @@ def recipe(release: tuple[str, str, str, str, str, str]) -> None:
             f'variant = "{variant}"',
             f'kernel = "{kernel}"',
         ]
-    path = REPO / "build/releases" / f"{name}.toml"
+    path = OUT / "build/releases" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
     print("wrote", path)
 

@@ -111,6 +111,7 @@ class FakeHost:
         refcount: int = 0,
         holders: tuple[str, ...] = (),
         size: int = 4096,
+        taint: str = "",
     ) -> FakeHost:
         directory = self.paths.module_dir(name)
         directory.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,8 @@ class FakeHost:
             (directory / "version").write_text(version + "\n")
         if srcversion:
             (directory / "srcversion").write_text(srcversion + "\n")
+        if taint:  # "O": out of tree, "E": unsigned; the kernel's own modules have none
+            (directory / "taint").write_text(taint + "\n")
         self._modules[name] = (refcount, list(holders))
         lines = [
             f"{n} {size} {rc} {','.join(h) + ',' if h else '-'} Live 0x0000000000000000"

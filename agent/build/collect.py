@@ -1,21 +1,20 @@
-"""Collecting a build into a driver tree: the recipe's modules (stripped, maybe signed), depmod, firmware."""
+"""Collecting a build into a driver tree: the recipe's modules (stripped, maybe signed, inspected), depmod."""
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import lzma
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import BuildError
-from agent.host.files import CHUNK, sha256_file
+from agent.host.files import sha256_file
 from agent.host.runner import Runner
 from agent.logs import get_logger
 from agent.recipes.model import ModuleFile, Recipe
-from agent.tree import BuiltFirmware, BuiltModule
+from agent.tree import BuiltModule
 
 log = get_logger(__name__)
 
@@ -174,64 +173,3 @@ def depmod(runner: Runner, base: Path, kernel: str) -> None:
     runner.run(["depmod", "-b", str(base), kernel], timeout=120.0)
     if not (base / "lib/modules" / kernel / "modules.dep").is_file():
         raise BuildError(f"depmod -b {base} {kernel} wrote no modules.dep")
-
-
-def place_firmware(
-    recipe: Recipe,
-    requested: Sequence[str],
-    firmware_root: Callable[[], Path],
-    dest: Path,
-) -> list[BuiltFirmware]:
-    """Copy the firmware the modules request into ``dest/<name>``, each checked against the recipe.
-
-    The recipe's firmware list names what its platforms need: a requested name it lists must be in
-    the firmware source (else the module fails to load with -ENOENT). Names it does not list are for
-    other platforms (i915 requests firmware for every GPU it knows): copied when present. A recipe
-    that lists no firmware makes every requested name mandatory.
-    """
-    if not requested:
-        return []
-    pinned = {f.name: f for f in recipe.firmware_files}
-    root = firmware_root()
-    placed: list[BuiltFirmware] = []
-    missing: list[str] = []
-    skipped: list[str] = []
-    for name in sorted(set(requested)):
-        source = root / name
-        required = name in pinned or not pinned
-        if not source.is_file():
-            (missing if required else skipped).append(name)
-            continue
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = _copy_hashing(source, target)
-        spec = pinned.get(name)
-        if spec is not None and (digest != spec.sha256 or size != spec.bytes):
-            raise BuildError(
-                f"firmware {name} in {root} has sha256 {digest} ({size} bytes), the recipe pins "
-                f"{spec.sha256} ({spec.bytes} bytes)",
-                hint=f"use the firmware release {recipe.firmware_tag} the recipe names (--firmware)",
-            )
-        placed.append(
-            BuiltFirmware(name=name, path=target.relative_to(dest.parent).as_posix(), sha256=digest, bytes=size)
-        )
-    if skipped:
-        log.info("firmware_not_in_source", names=skipped, reason="not listed by the recipe (other platforms)")
-    if missing:
-        raise BuildError(
-            f"the built modules request firmware the firmware source {root} lacks: {', '.join(missing)}; "
-            "loading would fail with -ENOENT (error -2)",
-            hint=f"use the firmware release {recipe.firmware_tag} with these files (--firmware URL|TARBALL|DIR)",
-        )
-    return placed
-
-
-def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with source.open("rb") as src, target.open("wb") as dst:
-        while chunk := src.read(CHUNK):
-            dst.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class BuildConfig:
     ca_bundle: Path | None = None
     signing: SigningKey | None = None
     download_timeout: float | None = None
+    firmware_files_url: str | None = None
+    compat_fixes: bool = True
 
 
 def make_build_config(
@@ -54,8 +57,14 @@ def make_build_config(
     sign_key: str | None = None,
     sign_cert: str | None = None,
     download_timeout: float | None = None,
+    firmware_files_url: str | None = None,
+    no_compat_fixes: bool = False,
 ) -> BuildConfig:
     """Validate the options; a bad one raises ``UsageError`` naming it."""
+    if firmware_files_url:
+        from agent.build.firmware import check_files_url
+
+        check_files_url(firmware_files_url)
     if not kernel.strip():
         raise UsageError("--kernel (INTEL_GPU_AGENT_KERNEL) is required: the kernel release to build for")
     if jobs is not None and jobs < 1:
@@ -84,7 +93,22 @@ def make_build_config(
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         signing=SigningKey.from_options(sign_key, sign_cert),
         download_timeout=download_timeout,
+        firmware_files_url=firmware_files_url or None,
+        compat_fixes=not no_compat_fixes,
     )
+
+
+TRUE = ("1", "true", "t", "yes", "y", "on")
+FALSE = ("", "0", "false", "f", "no", "n", "off")
+
+
+def compat_fixes_from_env(env: Mapping[str, str]) -> bool:
+    """Whether builds apply compat fixes, from INTEL_GPU_AGENT_NO_COMPAT_FIXES (what the chart sets for
+    `run`, which builds on the node): the same spellings click accepts for --no-compat-fixes."""
+    value = env.get("INTEL_GPU_AGENT_NO_COMPAT_FIXES", "").strip().lower()
+    if value not in TRUE + FALSE:
+        raise UsageError(f"INTEL_GPU_AGENT_NO_COMPAT_FIXES must be true or false, got {value!r}")
+    return value in FALSE
 
 
 def _local_absolute(location: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.build.headers import KernelHeaders
 from agent.build.make import BuildOutput
@@ -10,6 +11,9 @@ from agent.errors import BuildError
 from agent.host.paths import HostPaths
 from agent.recipes.model import Recipe
 from agent.support import AT_RISK, SUPPORTED, judge_kernel
+
+if TYPE_CHECKING:
+    from agent.build.fixes import FixPlan
 
 
 def verdict_text(recipe: Recipe, headers: KernelHeaders, host: HostPaths) -> str:
@@ -27,9 +31,16 @@ def verdict_text(recipe: Recipe, headers: KernelHeaders, host: HostPaths) -> str
 
 
 def compile_failure(
-    recipe: Recipe, headers: KernelHeaders, host: HostPaths, output: BuildOutput, *, log_path: Path, what: str
+    recipe: Recipe,
+    headers: KernelHeaders,
+    host: HostPaths,
+    output: BuildOutput,
+    *,
+    log_path: Path,
+    what: str,
+    fixes: FixPlan | None = None,
 ) -> BuildError:
-    """The BuildError for a failed step: the first compiler error, the verdict, the log."""
+    """The BuildError for a failed step: the first compiler error, the fixes it built with, the verdict, the log."""
     if output.first_error is not None:
         first = f"the build failed at {output.first_error}"
     elif output.first_make_error:
@@ -37,9 +48,15 @@ def compile_failure(
     else:
         tail = next((line.strip() for line in reversed(output.tail) if line.strip()), "")
         first = f"the build failed ({what})" + (f": {tail}" if tail else "")
+    hint = f"full log: {log_path}"
+    if fixes is not None and fixes.applied:
+        first += f" (built with compat fixes {', '.join(fixes.names)})"
+    if fixes is not None and fixes.withheld:
+        names = ", ".join(d.fix.name for d in fixes.withheld)
+        hint = f"this kernel's headers call for compat fixes {names}, turned off by --no-compat-fixes; {hint}"
     return BuildError(
         f"{recipe.name} does not build for kernel {headers.kernel}: {first}; {verdict_text(recipe, headers, host)}",
-        hint=f"full log: {log_path}",
+        hint=hint,
     )
 
 

@@ -38,6 +38,9 @@ class KernelHeaders:
     config: dict[str, str]
     uts_version: str
     identity: str
+    # The kernel source tree the build folder refers to (Debian's -common package, a `make O=` source),
+    # where most headers are: include/linux/pci.h is not in Debian's linux-headers-<kver>-amd64.
+    source_dirs: tuple[Path, ...] = ()
 
     @property
     def version_signature(self) -> str:
@@ -97,6 +100,8 @@ def find_headers(host: HostPaths, kernel: str, override: Path | None = None) -> 
     else:
         where = host.kernel_headers_dir(kernel)
         path = host.resolve(where)
+    # An absolute path the headers name is the node's: under the host root unless --headers was given.
+    on_host = override is None
     if not (path / "Makefile").is_file():
         package = headers_package(host, kernel)
         raise HeadersMissingError(
@@ -121,7 +126,31 @@ def find_headers(host: HostPaths, kernel: str, override: Path | None = None) -> 
         config=_config_values(config_text),
         uts_version=version.group(1) if version else "",
         identity=_identity(path),
+        source_dirs=_source_dirs(host, path, on_host=on_host),
     )
+
+
+_MAKEFILE_INCLUDE = re.compile(r"^include\s+(/\S+)/Makefile\s*$", re.MULTILINE)
+
+
+def _source_dirs(host: HostPaths, path: Path, *, on_host: bool) -> tuple[Path, ...]:
+    """The source trees the build folder uses, as kbuild finds them: its ``source`` link, or the
+    Makefile it includes (Debian: ``include /usr/src/linux-headers-<kver>-common/Makefile``)."""
+    if (path / "include" / "linux").is_dir():
+        return ()  # a full tree (or Ubuntu's, linked into place): the build folder has the headers itself
+    found: list[Path] = []
+    link = path / "source"
+    if link.is_symlink():
+        found.append(host.resolve(link) if on_host else link.resolve())
+    makefile = read_optional(path / "Makefile") or ""
+    for match in _MAKEFILE_INCLUDE.finditer(makefile[:4096]):
+        folder = Path(match.group(1))
+        found.append(host.resolve(host.host(str(folder))) if on_host else folder)
+    unique = []
+    for folder in found:
+        if folder not in unique and folder != path and folder.is_dir():
+            unique.append(folder)
+    return tuple(unique)
 
 
 def _config_values(text: str) -> dict[str, str]:

@@ -21,11 +21,14 @@ def result_text(result: BuildResult) -> str:
             f"in {result.seconds:.1f} s; log {result.log_path}"
         )
     lines = [head]
+    for fix in manifest.compat_fixes:
+        lines.append(f"  compat fix {fix.name}  ({', '.join(fix.files)}): {fix.evidence}")
     for module in manifest.modules:
         signed = ", signed" if module.signed else ""
         lines.append(f"  module   {module.path}  srcversion {module.srcversion}{signed}")
     for firmware in manifest.firmware:
         lines.append(f"  firmware {firmware.path}  {firmware.bytes} bytes")
+    lines.extend(f"  note: {note}" for note in result.notes)
     return "\n".join(lines)
 
 
@@ -37,6 +40,7 @@ def result_json(result: BuildResult) -> str:
             "skipped": result.skipped,
             "seconds": round(result.seconds, 3),
             "log": str(result.log_path) if result.log_path else None,
+            "notes": list(result.notes),
             "manifest": asdict(result.tree.manifest),
         },
         indent=2,

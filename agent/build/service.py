@@ -8,17 +8,20 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from agent import __version__
 from agent.build import layout
+from agent.build.firmware import FILES, firmware_spec
 from agent.build.headers import find_headers
 from agent.build.sources import (
     FOLDER,
     URL,
     InputSpec,
+    check_release,
     content_root,
     input_spec,
     redact_url,
@@ -28,11 +31,13 @@ from agent.build.sources import (
 from agent.errors import CommandError, StopRequestedError, UsageError
 from agent.host.files import sha256_file, writes_under
 from agent.logs import get_logger
-from agent.tree import DriverTree, Manifest, write_manifest
+from agent.tree import AppliedFix, DriverTree, Manifest, write_manifest
 
 if TYPE_CHECKING:
     # Only a real build needs these: a no-op rebuild must answer in well under 150 ms.
     from agent.build.download import Fetcher
+    from agent.build.firmware import FirmwareSource
+    from agent.build.fixes import FixPlan
     from agent.build.headers import KernelHeaders
     from agent.build.make import BuildOutput
     from agent.build.signing import SigningKey
@@ -60,6 +65,7 @@ class BuildResult:
     skipped: bool
     seconds: float
     log_path: Path | None = None
+    notes: tuple[str, ...] = ()  # reported, not fatal: requested firmware the recipe says is not needed
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class _Inputs:
     headers: KernelHeaders
     source: InputSpec
     firmware: InputSpec
+    fixes: FixPlan
     values: dict[str, str]
     digest: str
 
@@ -100,6 +107,7 @@ class Builder:
         progress_stream: TextIO | None = None,
         progress_interval: float = 10.0,
         step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        compat_fixes: bool = True,
     ) -> None:
         self._host = host
         self._runner = runner
@@ -111,6 +119,7 @@ class Builder:
         self._progress_stream = progress_stream
         self._progress_interval = progress_interval
         self._step_timeout = step_timeout
+        self._compat_fixes = compat_fixes
 
     def build(
         self,
@@ -123,6 +132,7 @@ class Builder:
         source_sha256: str | None = None,
         firmware: str | None = None,
         firmware_sha256: str | None = None,
+        firmware_files_url: str | None = None,
     ) -> DriverTree:
         """Build ``recipe`` for ``kernel`` into ``out`` (or return the tree there if its inputs match)."""
         return self.build_result(
@@ -134,6 +144,7 @@ class Builder:
             source_sha256=source_sha256,
             firmware=firmware,
             firmware_sha256=firmware_sha256,
+            firmware_files_url=firmware_files_url,
         ).tree
 
     def build_result(
@@ -147,8 +158,13 @@ class Builder:
         source_sha256: str | None = None,
         firmware: str | None = None,
         firmware_sha256: str | None = None,
+        firmware_files_url: str | None = None,
     ) -> BuildResult:
-        """Like ``build``, also saying whether anything was built and where the log is."""
+        """Like ``build``, also saying whether anything was built and where the log is.
+
+        ``firmware_files_url`` replaces the recipe's per-file firmware URL template (a mirror of the
+        firmware repository's raw files); ``firmware`` (a tarball URL, a tarball or a folder) wins over both.
+        """
         started = time.monotonic()
         inputs = self._inputs(
             recipe,
@@ -158,6 +174,7 @@ class Builder:
             source_sha256=source_sha256,
             firmware=firmware,
             firmware_sha256=firmware_sha256,
+            firmware_files_url=firmware_files_url,
         )
         current = layout.up_to_date(out, kernel, inputs.digest)
         if current is not None:
@@ -167,10 +184,20 @@ class Builder:
         kernel_dir.mkdir(parents=True, exist_ok=True)
         log_path = kernel_dir / "make.log"
         with layout.locked(kernel_dir / ".lock", what=f"{recipe.name} for {kernel}"):
-            log.info("build_started", recipe=recipe.name, kernel=kernel, headers=str(inputs.headers.path), out=str(out))
-            build_dir, output = self._compile(recipe, inputs, kernel_dir, log_path)
+            log.info(
+                "build_started",
+                recipe=recipe.name,
+                kernel=kernel,
+                headers=str(inputs.headers.path),
+                out=str(out),
+                compat_fixes=list(inputs.fixes.names),
+            )
+            firmware_source = self._firmware_source(recipe, inputs)
+            build_dir, output, applied = self._compile(recipe, inputs, kernel_dir, log_path)
             with writes_under(out.parent):  # a full or read-only disk under --out: say so, keep the old tree
-                tree = self._collect(recipe, inputs, kernel_dir, build_dir, out)
+                tree, notes = self._collect(
+                    recipe, inputs, kernel_dir, build_dir, out, firmware_source=firmware_source, applied=applied
+                )
         seconds = time.monotonic() - started
         log.info(
             "build_done",
@@ -179,8 +206,9 @@ class Builder:
             out=str(out),
             seconds=round(seconds, 2),
             objects=output.objects,
+            compat_fixes=[f.name for f in applied],
         )
-        return BuildResult(tree, skipped=False, seconds=seconds, log_path=log_path)
+        return BuildResult(tree, skipped=False, seconds=seconds, log_path=log_path, notes=notes)
 
     # --- inputs ---------------------------------------------------------------------------------
     def _inputs(
@@ -193,12 +221,21 @@ class Builder:
         source_sha256: str | None,
         firmware: str | None,
         firmware_sha256: str | None,
+        firmware_files_url: str | None = None,
     ) -> _Inputs:
+        from agent.build.fixes import FixPlan, plan_fixes
+
         if not kernel or "/" in kernel or kernel.startswith("."):
             raise UsageError(f"--kernel must be a kernel release like 6.1.0-57-amd64, got {kernel!r}")
         headers = find_headers(self._host, kernel, headers_dir)
         src = input_spec(recipe, recipe.source, what="source", override=source, override_sha256=source_sha256)
-        fw = input_spec(recipe, recipe.firmware, what="firmware", override=firmware, override_sha256=firmware_sha256)
+        fw = firmware_spec(recipe, override=firmware, override_sha256=firmware_sha256, files_url=firmware_files_url)
+        # The probes read the target kernel's headers: they, not a version string, choose the fixes.
+        plan = (
+            plan_fixes(recipe, headers, enabled=self._compat_fixes)
+            if recipe.compat_fixes
+            else FixPlan(enabled=self._compat_fixes)
+        )
         values = {
             "recipe": recipe.name,
             "recipe_sha256": sha256_file(recipe.path),
@@ -210,9 +247,10 @@ class Builder:
             "firmware": redact_url(fw.location),
             "firmware_digest": fw.identity(),
             "sign_cert_sha256": self._signing.cert_sha256() if self._signing else "",
+            "compat_fixes": plan.digest_value() if recipe.compat_fixes else "",
         }
         digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
-        return _Inputs(headers, src, fw, values, digest)
+        return _Inputs(headers, src, fw, plan, values, digest)
 
     def _unpacked(self, spec: InputSpec) -> Path:
         """The folder holding an input's files: the folder itself, or the tarball unpacked once by sha256."""
@@ -228,20 +266,38 @@ class Builder:
         return content_root(unpacked, spec)
 
     def _fetch(self, url: str, sha256: str) -> Path:
+        return self._get_fetcher().fetch(url, sha256)
+
+    def _get_fetcher(self) -> Fetcher:
         if self._fetcher is None:
             from agent.build.download import Fetcher, ProxySettings
 
             self._fetcher = Fetcher(
                 cache_dir=self._cache, proxies=ProxySettings.from_env(os.environ), stop=self._runner.stop_event
             )
-        return self._fetcher.fetch(url, sha256)
+        return self._fetcher
+
+    def _firmware_source(self, recipe: Recipe, inputs: _Inputs) -> Callable[[], FirmwareSource]:
+        """Where the firmware comes from. Per-file downloads happen now, before the compile, so a wrong pin
+        or an unreachable server fails in seconds; a tarball is fetched and unpacked only once it is needed."""
+        from agent.build.firmware import DownloadedFirmware, FolderFirmware
+
+        if inputs.firmware.kind == FILES:
+            downloads = DownloadedFirmware(self._get_fetcher(), inputs.firmware.location)
+            downloads.prefetch(recipe.firmware_files)
+            return lambda: downloads
+        return lambda: FolderFirmware(self._unpacked(inputs.firmware))
 
     # --- compile --------------------------------------------------------------------------------
-    def _compile(self, recipe: Recipe, inputs: _Inputs, kernel_dir: Path, log_path: Path) -> tuple[Path, BuildOutput]:
+    def _compile(
+        self, recipe: Recipe, inputs: _Inputs, kernel_dir: Path, log_path: Path
+    ) -> tuple[Path, BuildOutput, tuple[AppliedFix, ...]]:
         from agent.build.diagnose import compile_failure, undefined_symbols
+        from agent.build.fixes import apply_fixes
         from agent.build.make import BuildOutput, Progress, run_steps
 
         source_root = self._unpacked(inputs.source)
+        check_release(recipe, source_root, inputs.source)
         layout.register_source(kernel_dir.parent / "source", source_root)
         self._check_stop()
         build_dir = kernel_dir / "build"
@@ -263,6 +319,15 @@ class Builder:
             f"# {recipe.name} ({recipe.driver_tag}) for {inputs.headers.kernel}, headers {inputs.headers.path}\n",
             encoding="utf-8",
         )
+        # The fixes change the per-kernel copy only: the unpacked source stays the release as published.
+        applied = apply_fixes(inputs.fixes, recipe, build_dir)
+        with log_path.open("a", encoding="utf-8") as handle:
+            for fix in applied:
+                handle.write(f"# compat fix {fix.name} applied to {', '.join(fix.files)}: {fix.evidence}\n")
+            for withheld in inputs.fixes.withheld:
+                handle.write(f"# compat fix {withheld.fix.name} needed but turned off: {withheld.evidence}\n")
+        if applied:
+            log.info("compat_fixes_applied", recipe=recipe.name, fixes=[f.name for f in applied])
         values = {
             "kernel": inputs.headers.kernel,
             "headers": str(inputs.headers.path),
@@ -305,16 +370,28 @@ class Builder:
                 output,
                 log_path=log_path,
                 what=f"{e.argv[0]} {outcome}",
+                fixes=inputs.fixes,
             ) from e
         if output.undefined:
             raise undefined_symbols(recipe, inputs.headers, output, log_path)
-        return build_dir, output
+        return build_dir, output, applied
 
     # --- collect --------------------------------------------------------------------------------
-    def _collect(self, recipe: Recipe, inputs: _Inputs, kernel_dir: Path, build_dir: Path, out: Path) -> DriverTree:
+    def _collect(
+        self,
+        recipe: Recipe,
+        inputs: _Inputs,
+        kernel_dir: Path,
+        build_dir: Path,
+        out: Path,
+        *,
+        firmware_source: Callable[[], FirmwareSource],
+        applied: tuple[AppliedFix, ...],
+    ) -> tuple[DriverTree, tuple[str, ...]]:
         import datetime
 
         from agent.build import collect
+        from agent.build.firmware import place_firmware
         from agent.build.signing import sign_modules
 
         kernel = inputs.headers.kernel
@@ -335,9 +412,7 @@ class Builder:
             built = collect.finish_modules(modules, staging, self._runner, signed=self._signing is not None)
             collect.depmod(self._runner, base, kernel)
             requested = [name for module in built for name in module.firmware]
-            firmware = collect.place_firmware(
-                recipe, requested, lambda: self._unpacked(inputs.firmware), staging / "firmware"
-            )
+            firmware = place_firmware(recipe, requested, firmware_source, staging / "firmware")
             self._check_stop()
             manifest = Manifest(
                 recipe=recipe.name,
@@ -345,18 +420,19 @@ class Builder:
                 kernel=kernel,
                 inputs_digest=inputs.digest,
                 modules=tuple(built),
-                firmware=tuple(firmware),
+                firmware=firmware.placed,
                 signed=self._signing is not None,
                 agent_version=__version__,
                 built_at=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 inputs=inputs.values,
+                compat_fixes=applied,
             )
             write_manifest(staging, manifest)  # last: a tree without a manifest is unfinished
             layout.swap_in(staging, out)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-        return DriverTree(root=out, manifest=manifest)
+        return DriverTree(root=out, manifest=manifest), firmware.notes()
 
     def _check_stop(self) -> None:
         if self._runner.stop_event.is_set():

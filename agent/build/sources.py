@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from agent.errors import HostWriteError, IntegrityError, UsageError
-from agent.host.files import CHUNK, WRITE_ERRNOS, sha256_file, writes_under
+from agent.errors import HostFullError, HostWriteError, IntegrityError, UsageError
+from agent.host.files import CHUNK, WRITE_ERRNOS, read_optional, sha256_file, writes_under
 
 if TYPE_CHECKING:
     import tarfile
@@ -181,9 +181,13 @@ def safe_extract(tarball: Path, dest: Path) -> None:
                     for member in members:
                         check_member(member, tarball=tarball)
                     # The data filter re-checks every member; it is the second lock on the same door.
-                    archive.extractall(staging, members=members, filter="data")
+                    # Python before 3.11.4 (Debian 12's 3.11.2, the driver image's) has no filters.
+                    if hasattr(tarfile, "data_filter"):
+                        archive.extractall(staging, members=members, filter="data")
+                    else:
+                        archive.extractall(staging, members=members)  # noqa: S202 - every member checked above
             except (tarfile.TarError, EOFError, OSError) as e:
-                if isinstance(e, IntegrityError | HostWriteError) or (
+                if isinstance(e, IntegrityError | HostWriteError | HostFullError) or (
                     isinstance(e, OSError) and e.errno in WRITE_ERRNOS
                 ):
                     raise
@@ -211,3 +215,31 @@ def content_root(folder: Path, spec: InputSpec) -> Path:
     if spec.subdir and (root / spec.subdir).is_dir():
         root = root / spec.subdir
     return root
+
+
+class WrongReleaseError(UsageError):
+    """The source is another release than the recipe's (a --source of another tag): exit 2, nothing built."""
+
+
+def check_release(recipe: Recipe, root: Path, spec: InputSpec) -> None:
+    """The source tree must say it is the recipe's release (its ``versions`` file), before anything compiles."""
+    marker = recipe.source.release
+    if marker is None:
+        return
+    text = read_optional(root / marker.file)
+    lines = [line.strip() for line in (text or "").splitlines()]
+    if marker.line in lines:
+        return
+    said = next((line for line in lines if line.startswith(marker.key + "=")), None)
+    if said is not None:
+        found = f"its {marker.file} says {said}"
+    elif text is None:
+        found = f"it has no {marker.file}"
+    else:
+        found = f"its {marker.file} has no {marker.key}"
+    raise WrongReleaseError(
+        f"{spec.what} {redact_url(spec.location)} is not the release recipe {recipe.name} builds "
+        f"({recipe.driver_tag}): {found}, expected {marker.line}",
+        hint=f"pass that release's source with --{spec.what} (or none: the recipe's own), "
+        "or build the recipe of the release you have",
+    )

@@ -16,7 +16,11 @@ RELEVANT_PREFIXES = ("i915", "intel_vsec", "mei", "drm", "iaf", "pmt")
 
 @dataclass(frozen=True)
 class LoadedModule:
-    """One loaded module: refcount, the modules holding it, version and srcversion from sysfs."""
+    """One loaded module: refcount, the modules holding it, version, srcversion and taint flags from sysfs.
+
+    ``taint`` holds "O" for a module built out of tree (the backport), which the kernel's own modules
+    never carry: it tells ours from theirs where a module has no srcversion (no MODULE_VERSION).
+    """
 
     name: str
     size: int
@@ -25,6 +29,7 @@ class LoadedModule:
     state: str
     version: str
     srcversion: str
+    taint: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ def module_info(
         state=state,
         version=(read_optional(directory / "version") or "").strip(),
         srcversion=(read_optional(directory / "srcversion") or "").strip(),
+        taint=(read_optional(directory / "taint") or "").strip(),
     )
 
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.errors import HostReadError, HostWriteError
+from agent.errors import HostFullError, HostReadError, HostWriteError
 
 CHUNK = 1 << 20
 # What a write can meet that is the disk's or the mount's doing, not a bug: said as such, with the errno.
@@ -38,11 +38,15 @@ def read_optional(path: Path) -> str | None:
         return None
 
 
-def write_failure(folder: Path, error: OSError) -> HostWriteError:
-    """``error`` from writing under ``folder`` as a typed error naming the folder and the errno."""
+def write_failure(folder: Path, error: OSError) -> HostWriteError | HostFullError:
+    """``error`` from writing under ``folder`` as a typed error naming the folder and the errno.
+
+    A full disk is transient (HostFullError, exit 4: retry once there is room); the rest exit 2.
+    """
     code = error.errno or 0
     name = errno.errorcode.get(code, str(code))
-    return HostWriteError(
+    kind = HostFullError if code in (errno.ENOSPC, errno.EDQUOT) else HostWriteError
+    return kind(
         f"cannot write under {folder}: {error.strerror or error} ({name})",
         hint=_WRITE_HINTS.get(code, "check the disk and the mount"),
     )

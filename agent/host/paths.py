@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 # Where the DaemonSet mounts the host; the CLI defaults to "/" for a process running on the node.
 CONTAINER_HOST_ROOT = "/host"
@@ -141,6 +141,40 @@ class HostPaths:
         relative = path.relative_to(self.root).as_posix()
         return "/" if relative == "." else "/" + relative
 
+    def from_host_path(self, node_path: str) -> Path:
+        """A node path (as journaled: "/var/lib/firmware/i915/x.bin") under this root, symlinks followed.
+
+        Links resolve as on the node (an absolute target is the node's, ".." stops at the node's "/"),
+        so the result always lies under the root. A path that is not absolute or that climbs with ".."
+        is refused with ``ValueError``: nothing the agent records needs one.
+        """
+        pure = PurePosixPath(node_path)
+        if not pure.is_absolute() or any(part in ("..", ".") for part in node_path.split("/")):
+            raise ValueError(f"{node_path!r} is not an absolute path without '..' on the node")
+        pending = list(pure.parts[1:])
+        resolved: list[str] = []
+        links = 0
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = self.root.joinpath(*resolved, part)
+            if candidate.is_symlink():
+                links += 1
+                if links > 40:
+                    raise ValueError(f"{node_path!r}: too many levels of symbolic links on the node")
+                target = PurePosixPath(candidate.readlink().as_posix())
+                if target.is_absolute():
+                    resolved = []
+                pending = [*target.parts[1:], *pending] if target.is_absolute() else [*target.parts, *pending]
+                continue
+            resolved.append(part)
+        return self.root.joinpath(*resolved)
+
     @property
     def state_dir(self) -> Path:
         """The agent's own folder on the host: journal, build cache, downloads."""
@@ -168,6 +202,11 @@ class HostPaths:
     def firmware_backup_dir(self) -> Path:
         """Where a host firmware file we had to overwrite is kept until undo restores it."""
         return self.state_dir / "backup/firmware"
+
+    @property
+    def staged_modules_dir(self) -> Path:
+        """Where the driver's modules are copied, checked and indexed before modprobe loads them."""
+        return self.state_dir / "modules"
 
     @property
     def build_cache_dir(self) -> Path:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError
 from agent.lifecycle.engine import Lifecycle, Outcome
-from agent.lifecycle.journal import StateLock
+from agent.lifecycle.lock import StateLock
 from agent.lifecycle.modules import BusyError
 from agent.lifecycle.signals import stop_on_signals
 from agent.lifecycle.source import TreeSource
@@ -53,7 +53,7 @@ class LifecycleCommands:
         """Apply and verify once; the driver stays loaded (the journal keeps what `unload` reverts)."""
         with stop_on_signals(self.stop), self.lock:
             facts = self.discover()
-            target, _ = self.source.resolve(facts.kernel.release)
+            target, _ = self.source.resolve(facts)
             return self.lifecycle.apply(target, facts)
 
     def unload(self) -> int:

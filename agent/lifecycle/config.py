@@ -9,6 +9,7 @@ from agent.errors import UsageError
 
 ENV = "INTEL_GPU_AGENT_"
 MODES = ("load", "monitor")
+ON_STOP = ("auto", "unload", "keep")
 DEFAULT_LISTEN = "0.0.0.0:9480"
 
 
@@ -23,6 +24,8 @@ class LifecycleConfig:
     unload_deadline: float = 60.0
     node_name: str | None = None
     state_dir: str | None = None  # a host path, as seen on the node
+    ca_bundle: Path | None = None  # extra CAs for the downloads of a build on the node
+    on_stop: str = "auto"  # SIGTERM: ask the cluster (auto), always unload, or always hand over (keep)
 
 
 def make_lifecycle_config(
@@ -34,6 +37,8 @@ def make_lifecycle_config(
     unload_deadline: float = 60.0,
     node_name: str | None = None,
     state_dir: str | None = None,
+    ca_bundle: str | None = None,
+    on_stop: str = "auto",
 ) -> LifecycleConfig:
     """Validate; a bad value raises ``UsageError`` naming the option and its variable."""
     if mode not in MODES:
@@ -52,6 +57,10 @@ def make_lifecycle_config(
         )
     if state_dir is not None and not state_dir.startswith("/"):
         raise UsageError(f"--state-dir ({ENV}STATE_DIR) must be an absolute host path, got {state_dir!r}")
+    if on_stop not in ON_STOP:
+        raise UsageError(f"--on-stop ({ENV}ON_STOP) must be one of {', '.join(ON_STOP)}, got {on_stop!r}")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise UsageError(f"--ca-bundle ({ENV}CA_BUNDLE) {ca_bundle} is not a file: give a PEM file of CA certificates")
     if mode == "load" and not driver_tree and not recipe:
         raise UsageError(f"give --driver-tree ({ENV}DRIVER_TREE) or --recipe ({ENV}RECIPE): there is nothing to load")
     return LifecycleConfig(
@@ -62,4 +71,6 @@ def make_lifecycle_config(
         unload_deadline=float(unload_deadline),
         node_name=node_name or None,
         state_dir=state_dir,
+        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        on_stop=on_stop,
     )

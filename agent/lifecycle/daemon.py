@@ -1,4 +1,9 @@
-"""The `run` daemon: detect → check → plan → apply → verify → ready → wait → SIGTERM → undo → exit."""
+"""The `run` daemon: detect → check → plan → apply → verify → ready → wait → SIGTERM → undo or hand over → exit.
+
+Stopping is not uninstalling: in a cluster, SIGTERM unloads only when the cluster wants the driver gone
+(its DaemonSet deleted, the node out of scope); a restart or rolling update hands the loaded driver
+over to the next agent, which adopts it without a change (``--on-stop``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,9 @@ from dataclasses import dataclass
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError, BuildError, StopRequestedError, TransientError, UnsupportedHostError
 from agent.health import HealthServer, Readiness
+from agent.kube.cluster import Cluster, NodeState, Wanted
 from agent.lifecycle.engine import Lifecycle, Target
 from agent.lifecycle.holders import Holder
-from agent.lifecycle.labels import NodeLabeler
 from agent.lifecycle.modules import BusyError
 from agent.lifecycle.source import TreeSource
 from agent.logs import get_logger
@@ -22,6 +27,10 @@ log = get_logger(__name__)
 
 LOAD = "load"
 MONITOR = "monitor"
+# --on-stop: unload always, keep always (hand over), or ask the cluster (outside one: unload).
+ON_STOP = ("auto", "unload", "keep")
+# States published on the node (label, condition, event); the others are the process's own.
+PUBLISHED = ("loading", "ready", "upgrading", "unsupported", "failed", "blocked", "unloaded")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class DaemonSettings:
     """How the daemon behaves: mode, unload deadline and its retry pacing."""
 
     mode: str = LOAD
+    on_stop: str = "auto"
     unload_deadline: float = 60.0
     retry_interval: float = 1.0
     blocked_retry: float = 30.0
@@ -46,7 +56,7 @@ class Daemon:
         discover: Callable[[], NodeFacts],
         metrics: Metrics,
         readiness: Readiness,
-        labeler: NodeLabeler,
+        cluster: Cluster,
         health: HealthServer | None,
         stop: threading.Event,
         settings: DaemonSettings,
@@ -56,7 +66,7 @@ class Daemon:
         self.discover = discover
         self.metrics = metrics
         self.readiness = readiness
-        self.labeler = labeler
+        self.cluster = cluster
         self.health = health
         self.stop = stop
         self.settings = settings
@@ -83,8 +93,8 @@ class Daemon:
         self.metrics.set_state(state)
         self.readiness.set(ready, reason)
         self.metrics.journal_changes.set(len(self.lifecycle.journal.changes))
-        if state in ("loading", "ready", "unsupported", "failed", "blocked"):
-            self.labeler.publish(state)
+        if state in PUBLISHED:
+            self.cluster.publish(NodeState(state, reason, ready=ready))
 
     def _export_holders(self, holders: Sequence[Holder], *, blocked: bool = True) -> None:
         self.metrics.holder.clear()
@@ -101,7 +111,7 @@ class Daemon:
             try:
                 facts = self.discover()
                 self.metrics.observe_node(facts)
-                self.target, _built = self.source.resolve(facts.kernel.release)
+                self.target, _built = self.source.resolve(facts)
                 outcome = self.lifecycle.apply(self.target, facts)
             except UnsupportedHostError as e:
                 log.error("node_unsupported", reason=str(e))
@@ -148,7 +158,7 @@ class Daemon:
         try:
             facts = self.discover()
             self.metrics.observe_node(facts)
-            self.target, _ = self.source.resolve(facts.kernel.release)
+            self.target, _ = self.source.resolve(facts)
         except AgentError as e:
             log.error("monitor_failed", reason=str(e))
             self._state("failed", str(e))
@@ -161,8 +171,10 @@ class Daemon:
         recipe = self.target.recipe
         was = ""
         while True:
-            result = self.lifecycle.verifier.verify(self.target.tree, recipe, -1)
-            state = "ready" if result.ok else "loading"
+            result = self.lifecycle.verifier.verify(self.target.tree, recipe, -1, others_load=True)
+            # Not ready yet (KMM has not loaded) is "loading"; a driver the kernel refused or broke
+            # (Unknown symbol, firmware) is "failed", with the kernel's own lines as the reason.
+            state = "ready" if result.ok else "failed" if result.kernel_log else "loading"
             reason = f"{recipe.name} verified" if result.ok else "; ".join(result.problems)
             self._state(state, reason, ready=result.ok)
             if state != was:
@@ -172,9 +184,29 @@ class Daemon:
                 return
 
     # --- shutdown -----------------------------------------------------------------------------
+    def _unload_at_stop(self) -> bool:
+        """Whether this SIGTERM means "take the driver off" (see ``ON_STOP``); monitor mode loads nothing."""
+        policy = self.settings.on_stop
+        if policy != "auto":
+            return policy == "unload"
+        if not self.cluster.in_cluster:
+            return True
+        wanted = self.cluster.driver_wanted()
+        if wanted is Wanted.UNKNOWN:
+            log.warning("stop_keeps_driver", reason="the API server could not be asked; never unload without knowing")
+        elif wanted is Wanted.YES:
+            log.info("stop_keeps_driver", reason="a restart: the DaemonSet stays and the node is in scope")
+        return wanted is Wanted.NO
+
     def _shut_down(self) -> int:
-        """Undo the journal; a busy module is retried until the deadline, then exit 4 (never forced)."""
+        """Hand the driver over (a restart) or undo the journal; a busy module is retried until the
+        deadline, then exit 4 (never forced)."""
         self.readiness.set(False, "stopping")
+        if self.settings.mode == LOAD and not self._unload_at_stop():
+            handed = self.lifecycle.hand_over()
+            self.metrics.set_state("handed_over")
+            log.info("handed_over", changes=handed, reason="the next agent adopts the loaded driver")
+            return 0
         self.metrics.set_state("unloading")
         deadline = time.monotonic() + self.settings.unload_deadline
         pause = threading.Event()  # the stop event is already set: wait on one of our own
@@ -203,5 +235,7 @@ class Daemon:
             self._export_holders((), blocked=False)
             self.metrics.set_state("stopped")
             self.metrics.journal_changes.set(0)
+            if self.settings.mode == LOAD:
+                self.cluster.publish(NodeState("unloaded", f"the driver was unloaded: {undone} host changes undone"))
             log.info("stopped", changes_undone=undone)
             return 0

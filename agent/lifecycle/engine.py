@@ -1,10 +1,11 @@
-"""The lifecycle engine: preflight, apply through the journal, verify, roll back, undo, status."""
+"""The lifecycle engine: apply each host change through the journal, verify, roll back, undo, status."""
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,22 +13,39 @@ from typing import TYPE_CHECKING, Any
 
 from agent.discovery.node import NodeFacts
 from agent.discovery.security import read_firmware_path
-from agent.errors import AgentError, IntegrityError, LoadError, UnsupportedHostError, UsageError
-from agent.host.files import read_optional, sha256_file
+from agent.errors import AgentError, IntegrityError, LoadError
+from agent.host.files import read_optional
 from agent.host.paths import HostPaths, module_key
-from agent.lifecycle.firmware import FILE, PATH, Firmware, check_tree_firmware
-from agent.lifecycle.journal import Journal
-from agent.lifecycle.modules import LOADED, REMOVED, Modules, load_sequence, ours
+from agent.lifecycle.changes import ChangeContext, HostChange, host_write_error
+from agent.lifecycle.changes.dependencies_loaded import DependenciesLoaded
+from agent.lifecycle.changes.module_loaded import ModuleLoaded
+from agent.lifecycle.changes.module_removed import InTreeModuleRemoved
+from agent.lifecycle.changes.module_tree_staged import ModuleTreeStaged
+from agent.lifecycle.firmware import Firmware
+from agent.lifecycle.journal import DONE, Journal
+from agent.lifecycle.modules import (
+    BusyError,
+    Modules,
+    dependency_closure,
+    from_tree,
+    in_tree_dependencies,
+    load_sequence,
+    ours,
+    removal_order,
+)
+from agent.lifecycle.preflight import check_dependencies, preflight
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
 from agent.recipes.model import Recipe
-from agent.support import UNSUPPORTED, judge
 from agent.tree import DriverTree
 
 if TYPE_CHECKING:
     from agent.metrics import Metrics
 
 log = get_logger(__name__)
+
+# Journal phases with the driver in place: applied by this agent, or handed over by the previous one.
+APPLIED = ("applied", "handed_over")
 
 
 @dataclass(frozen=True)
@@ -95,66 +113,65 @@ class Lifecycle:
                 self.metrics.step_seconds.labels(step=name).observe(seconds)
             log.debug("step_done", step=name, seconds=round(seconds, 3))
 
-    # --- checks before any host change -------------------------------------------------------
-    def preflight(self, target: Target, facts: NodeFacts) -> None:
-        """Refuse before touching the host: wrong kernel, damaged tree, unsigned modules, unsupported node."""
-        tree, recipe = target.tree, target.recipe
-        verdict = judge(facts.kernel, facts.os, facts.gpus, recipe)
-        if verdict.verdict == UNSUPPORTED:
-            raise UnsupportedHostError(f"{recipe.name} does not support this node: " + "; ".join(verdict.reasons))
-        if tree.manifest.kernel != facts.kernel.release:
-            raise UsageError(
-                f"driver tree {tree.root} is for kernel {tree.manifest.kernel}, this node runs {facts.kernel.release}; "
-                "give a tree built for this kernel, or a recipe to build one"
-            )
-        if facts.security.requires_signed_modules and not tree.manifest.signed:
-            raise UnsupportedHostError(
-                f"this kernel only loads signed modules (module signing enforced: module.sig_enforce="
-                f"{'1' if facts.security.sig_enforce else '0'}, lockdown {facts.security.lockdown}) and the modules "
-                f"in {tree.root} are not signed; nothing was changed",
-                hint="build with --sign-key/--sign-cert and enroll the certificate (mokutil --import)",
-            )
-        for module in tree.manifest.modules:
-            path = tree.path_of(module.path)
-            if not path.is_file():
-                raise UsageError(f"driver tree {tree.root} lacks {module.path}; nothing was changed: rebuild it")
-            if sha256_file(path) != module.sha256:
-                raise IntegrityError(f"{path} does not have the manifest's sha256; nothing was changed: rebuild it")
-        check_tree_firmware(tree, recipe)
+    # --- making and undoing changes --------------------------------------------------------------
+    def context(self, *, cached: bool = False) -> ChangeContext:
+        """What changes act through; ``cached`` reads the loaded modules once (read-only passes)."""
+        return ChangeContext(
+            host=self.host,
+            modules=self.modules,
+            driver_modules=self.journal.header.driver_modules,
+            cache_modules=cached,
+        )
+
+    def make(self, change: HostChange) -> HostChange:
+        """Journal ``change`` as intent, make it, mark it done; returns it as made."""
+        self.journal.intent(change)
+        made = change.apply(self.context())
+        self.journal.done(made)
+        return made
+
+    def make_all(self, changes: Sequence[HostChange]) -> None:
+        """Several changes of one kind made by one command: every intent is journaled before it runs."""
+        for change in changes:
+            self.journal.intent(change)
+        for made in type(changes[0]).apply_all(self.context(), changes):
+            self.journal.done(made)
 
     # --- recovery -----------------------------------------------------------------------------
+    def forget_previous_boot(self) -> None:
+        """Kernel state journaled in an earlier boot is gone with it: drop it, keep the files to undo."""
+        journal = self.journal
+        if journal.exists and journal.header.boot_id not in ("", self.boot_id):
+            gone = journal.forget_kernel_state()
+            phase = "applying" if journal.phase == "applied" else journal.phase
+            journal.update(boot_id=self.boot_id, phase=phase)
+            log.info("journal_from_previous_boot", dropped=[c.key for c in gone])
+
     def recover(self, target: Target | None) -> None:
         """Make the journal current: drop what a reboot undid; undo a different driver's changes."""
         journal = self.journal
         if not journal.exists:
             return
-        if journal.header.get("boot_id") not in ("", None, self.boot_id):
-            gone = journal.forget_kernel_state()
-            journal.set(boot_id=self.boot_id, phase="applying")
-            log.info("journal_from_previous_boot", dropped=[c.key for c in gone])
-        if target is not None and journal.changes and journal.header.get("tree_digest") != target.digest:
-            log.info("journal_other_driver", was=journal.header.get("tree_digest"), now=target.digest)
+        journal.require_known()
+        self.forget_previous_boot()
+        if target is not None and journal.entries and journal.header.tree_digest != target.digest:
+            log.info("journal_other_driver", was=journal.header.tree_digest, now=target.digest)
             self.undo()
         if journal.phase in ("applying", "undoing"):
-            log.info("journal_recovering", phase=journal.phase, changes=len(journal.changes))
+            log.info("journal_recovering", phase=journal.phase, changes=len(journal.entries))
 
     def warm(self, target: Target) -> bool:
         """Everything already in place and matching (journal, modules, firmware): nothing to change."""
         j = self.journal
-        if (
-            j.phase != "applied"
-            or j.header.get("tree_digest") != target.digest
-            or j.header.get("boot_id") != self.boot_id
-        ):
+        if j.phase not in APPLIED or j.header.tree_digest != target.digest or j.header.boot_id != self.boot_id:
             return False
+        ctx = self.context(cached=True)
         sequence = [module_key(m) for m in load_sequence(target.recipe)]
-        loaded = self.modules.loaded(sequence)
+        loaded = ctx.loaded(sequence)
         mine = ours(target.tree)
-        if any(loaded.get(m) is None or loaded[m].srcversion != mine.get(m) for m in sequence):
+        if not all(from_tree(loaded.get(m), mine.get(m)) for m in sequence):
             return False
-        if any(not _has_sha(c.data["path"], c.data["sha256"]) for c in j.of_kind(FILE)):
-            return False
-        return all(read_firmware_path(self.host) == c.data["value"] for c in j.of_kind(PATH))
+        return all(change.in_place(ctx) for change in j.changes)
 
     # --- apply --------------------------------------------------------------------------------
     def apply(self, target: Target, facts: NodeFacts) -> Outcome:
@@ -163,11 +180,15 @@ class Lifecycle:
         # Logged before the first timed step: the logger's own start-up is not a step's duration.
         log.info("apply_started", recipe=target.recipe.name, tree=str(target.tree.root), kernel=facts.kernel.release)
         with self.step("preflight"):
-            self.preflight(target, facts)
-        self.recover(target)
+            preflight(target.tree, target.recipe, facts)
+            check_dependencies(self.host, target.tree, target.recipe, self.modules.loaded())
+        try:
+            self.recover(target)
+        except OSError as e:
+            raise host_write_error(e, "recovering the journal") from e
         if self.warm(target):
             with self.step("verify"):
-                verification = self.verifier.verify(target.tree, target.recipe, self.journal.header.get("kmsg_mark"))
+                verification = self.verifier.verify(target.tree, target.recipe, self.journal.header.kmsg_since)
             if verification.ok:
                 log.info("warm_restart", changes=0)
                 return Outcome(0, True, verification, time.monotonic() - started)
@@ -176,11 +197,15 @@ class Lifecycle:
         except AgentError as e:
             self.rollback(e)
             raise
+        except OSError as e:
+            error = host_write_error(e, "changing the host")
+            self.rollback(error)
+            raise error from e
         return Outcome(changes, False, verification, time.monotonic() - started)
 
     def _apply(self, target: Target) -> tuple[int, Verification]:
         tree, recipe, journal = target.tree, target.recipe, self.journal
-        journal.begin(
+        journal.update(
             phase="applying",
             mode="load",
             boot_id=self.boot_id,
@@ -188,41 +213,146 @@ class Lifecycle:
             tree_digest=target.digest,
             recipe=recipe.name,
             kernel=tree.manifest.kernel,
-            driver_modules=target.driver_modules,
+            driver_modules=tuple(target.driver_modules),
         )
         changes = 0
         with self.step("firmware"):
             placement = self.firmware.choose(journal)
             folder = placement.folder
-            if placement.set_path and not self.firmware.set_path(journal):
-                folder = self.host.lib_firmware_updates
-            elif placement.set_path:
-                changes += 1
+            if placement.set_path:
+                if self._set_firmware_path():
+                    changes += 1
+                else:
+                    folder = self.host.lib_firmware_updates
             if placement.reason:
                 log.info("firmware_placement", folder=self.host.as_host_path(folder), reason=placement.reason)
-            changes += self.firmware.place(journal, tree, folder)
+            for change in self.firmware.file_changes(tree, folder):
+                self.make(change)
+                changes += 1
         with self.step("remove_in_tree"):
-            changes += self.modules.remove_replaced(journal, recipe, tree)
+            changes += self._remove_replaced(target)
         mark = self.kmsg.mark()
         with self.step("modprobe"):
-            loads = self.modules.load(journal, tree, recipe)
+            loads = self._load(target)
         changes += loads
-        if loads or "kmsg_mark" not in journal.header:
-            journal.set(kmsg_mark=mark)
+        if loads or journal.header.kmsg_mark < 0:
+            journal.update(kmsg_mark=mark)
         with self.step("verify"):
-            verification = self.verifier.verify(tree, recipe, journal.header["kmsg_mark"])
+            verification = self.verifier.verify(tree, recipe, journal.header.kmsg_since)
         if not verification.ok:
             raise LoadError(f"{recipe.name} loaded but did not verify: " + "; ".join(verification.problems))
         journal.settle(phase="applied")
         return changes, verification
 
+    def _set_firmware_path(self) -> bool:
+        """Point the firmware path at our folder; False (nothing journaled) when the file cannot be written."""
+        change = self.firmware.path_change()
+        try:
+            self.make(change)
+        except OSError as e:
+            # Opening the parameter failed (a read-only /sys without the single-file mount): nothing was written.
+            self.journal.drop(change)
+            log.warning("firmware_path_not_writable", path=change.file, error=e.strerror or str(e))
+            return False
+        return True
+
+    def _remove_replaced(self, target: Target) -> int:
+        """rmmod the loaded in-tree modules the recipe replaces, holders first; busy → ``BusyError``."""
+        mine = ours(target.tree)
+        wanted = [module_key(m) for m in target.recipe.replaces]
+        removed = 0
+        while True:
+            loaded = self.modules.loaded(wanted)
+            targets = [m for m in wanted if m in loaded and not from_tree(loaded[m], mine.get(m))]
+            if not targets:
+                return removed
+            order = removal_order(targets, loaded)
+            if not order:
+                module, holders = self.modules.stuck(targets, loaded, self.journal.header.driver_modules)
+                raise BusyError(module, holders, "remove the in-tree")
+            self.make_all(
+                [InTreeModuleRemoved(m, version=loaded[m].version, srcversion=loaded[m].srcversion) for m in order]
+            )
+            removed += len(order)
+
+    def _load(self, target: Target) -> int:
+        """modprobe each module of the load sequence from a checked copy of the tree, the kernel's own
+        dependencies first. Returns the changes made."""
+        tree, recipe = target.tree, target.recipe
+        mine = ours(tree)
+        loaded = self.modules.loaded([module_key(m) for m in load_sequence(recipe)])
+        pending = []
+        for module in load_sequence(recipe):
+            name = module_key(module)
+            current = loaded.get(name)
+            if current is None:
+                pending.append(module)
+            elif not from_tree(current, mine.get(name)):
+                raise LoadError(
+                    f"module {name} is loaded but is not the one in {tree.root} (srcversion {current.srcversion or '?'}"
+                    f", tree {mine.get(name, '?')}) and {recipe.name} does not replace it",
+                    hint="unload it (or add it to the recipe's replaces) and retry",
+                )
+        if not pending:
+            return 0
+        made = 0
+        staged = self._staged(target)
+        entry = self.journal.get(staged.key)
+        if entry is None or entry.status != DONE or not staged.in_place(self.context()):
+            self.make(staged)
+            made += 1
+        needed = tuple(d for d in in_tree_dependencies(tree, load_sequence(recipe)) if d not in loaded)
+        if needed:
+            candidates = dependency_closure(self.host, tree.manifest.kernel, needed)
+            before = tuple(m for m in candidates if m in loaded)
+            self.make(DependenciesLoaded(needed, candidates=candidates, before=before))
+            made += 1
+        base = self.host.from_host_path(staged.base)
+        for module in pending:
+            params = tuple(f"{k}={v}" for k, v in sorted(recipe.module_parameters(module).items()))
+            self.make(
+                ModuleLoaded(
+                    module=module_key(module), ours=mine, base=str(base), kernel=tree.manifest.kernel, params=params
+                )
+            )
+            made += 1
+        return made
+
+    def _staged(self, target: Target) -> ModuleTreeStaged:
+        """The change that copies the tree's modules into the state folder (what modprobe loads)."""
+        tree = target.tree
+        prefix = tree.modules_dir.relative_to(tree.root).as_posix() + "/"
+        files = {}
+        for module in tree.manifest.modules:
+            if not module.path.startswith(prefix) or ".." in module.path.split("/"):
+                raise IntegrityError(
+                    f"driver tree {tree.root} lists module {module.name} at {module.path!r}, outside {prefix}: refused"
+                )
+            files[module.path[len(prefix) :]] = module.sha256
+        name = hashlib.sha256(target.digest.encode()).hexdigest()[:16]
+        return ModuleTreeStaged(
+            base=self.host.as_host_path(self.host.staged_modules_dir / name),
+            kernel=tree.manifest.kernel,
+            files=files,
+            source=str(tree.modules_dir),
+        )
+
     def rollback(self, cause: AgentError) -> None:
         """Undo after a failed apply; a failing undo is logged and leaves the journal for the next start."""
-        log.warning("rolling_back", reason=str(cause), changes=len(self.journal.changes))
+        log.warning("rolling_back", reason=str(cause), changes=len(self.journal.entries))
         try:
             self.undo()
         except AgentError as e:
             log.error("rollback_incomplete", error=str(e), left=[c.key for c in self.journal.changes])
+        except OSError as e:
+            log.error("rollback_incomplete", error=e.strerror or str(e), left=[c.key for c in self.journal.changes])
+
+    def hand_over(self) -> int:
+        """Leave the driver loaded for the next agent (a restart): the journal says so; nothing is undone."""
+        journal = self.journal
+        if journal.phase == "applied":
+            journal.update(phase="handed_over")
+        return len(journal.entries)
 
     # --- monitor mode -------------------------------------------------------------------------
     def ensure_firmware_path(self) -> bool:
@@ -232,48 +362,56 @@ class Lifecycle:
         if not placement.set_path:
             return read_firmware_path(self.host) == self.firmware.our_path
         if not journal.exists:
-            journal.begin(phase="applying", mode="monitor", boot_id=self.boot_id, driver_modules=[])
-        ok = self.firmware.set_path(journal)
-        journal.set(phase="applied")
+            journal.update(phase="applying", mode="monitor", boot_id=self.boot_id, driver_modules=())
+        ok = self._set_firmware_path()
+        journal.update(phase="applied")
         return ok
 
     # --- undo ---------------------------------------------------------------------------------
     def undo(self) -> int:
-        """Walk the journal backwards, reverting and dropping each change; busy modules raise ``BusyError``."""
+        """Walk the journal backwards, reverting and dropping each change; busy modules raise ``BusyError``.
+
+        A journal holding a kind this agent does not know stops here, before anything is touched.
+        """
         journal = self.journal
         if not journal.exists:
             return 0
-        driver_modules = list(journal.header.get("driver_modules", []))
-        journal.set(phase="undoing")
+        journal.require_known()
+        self.forget_previous_boot()
+        journal.update(phase="undoing")
         undone = 0
+        ctx = self.context()
         with self.step("undo"):
-            for change in reversed(list(journal.changes)):
-                if change.kind in (LOADED, REMOVED):
-                    self.modules.undo(change, driver_modules)
-                else:
-                    self.firmware.undo(change)
+            for change in reversed(journal.changes):
+                change.undo(ctx)
                 journal.drop(change)
                 undone += 1
         journal.remove()
-        shutil.rmtree(self.host.firmware_backup_dir, ignore_errors=True)
+        _remove_empty(self.host.firmware_backup_dir)
         log.info("undo_done", changes=undone)
         return undone
 
     # --- status -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """The journal and what the host says now, for `status`."""
+        """The journal and what the host says now, for `status` (read-only, also for unknown kinds)."""
         j = self.journal
-        driver_modules = j.header.get("driver_modules", [])
+        driver_modules = j.header.driver_modules
         loaded = self.modules.loaded(driver_modules)
         driver = [m for m in driver_modules if m in loaded]
+        same_boot = j.header.boot_id in ("", self.boot_id)
+        # After a reboot the kernel state journaled before it is gone: shown apart, never as still to undo.
+        live = [e for e in j.entries if same_boot or not e.change.kernel_state]
+        gone = [e for e in j.entries if not same_boot and e.change.kernel_state]
         return {
             "journal": str(j.path),
             "phase": j.phase or "none",
-            "recipe": j.header.get("recipe", ""),
-            "tree": j.header.get("tree", ""),
-            "kernel": j.header.get("kernel", ""),
-            "same_boot": j.header.get("boot_id", self.boot_id) == self.boot_id,
-            "changes": [{"kind": c.kind, "status": c.status, **_brief(c.data)} for c in j.changes],
+            "recipe": j.header.recipe,
+            "tree": j.header.tree,
+            "kernel": j.header.kernel,
+            "same_boot": same_boot,
+            "changes": [{"kind": e.change.kind, "status": e.status, **e.change.brief()} for e in live],
+            "forgotten": [{"kind": e.change.kind, **e.change.brief()} for e in gone],
+            "unknown_changes": [{"index": u.index, "kind": u.kind} for u in j.unknown],
             "loaded": {
                 m: {"srcversion": loaded[m].srcversion, "refcount": loaded[m].refcount, "version": loaded[m].version}
                 for m in driver
@@ -282,10 +420,8 @@ class Lifecycle:
         }
 
 
-def _has_sha(path: str, sha: str) -> bool:
-    p = Path(path)
-    return p.is_file() and sha256_file(p) == sha
-
-
-def _brief(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k in ("path", "module", "value", "previous", "loaded")}
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and its parents up to the state folder's own, if empty (backups all restored)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+        folder.parent.rmdir()

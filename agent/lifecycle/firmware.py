@@ -1,25 +1,20 @@
-"""Firmware on the host: files placed atomically and checked, the firmware search path, their undo."""
+"""Firmware on the host: where it goes (and whether the search path must point there), and the changes to place it."""
 
 from __future__ import annotations
 
-import contextlib
-import os
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.discovery.security import read_firmware_path
 from agent.errors import IntegrityError, UsageError
-from agent.host.files import atomic_write, sha256_file
+from agent.host.files import sha256_file
 from agent.host.paths import HostPaths
-from agent.lifecycle.journal import Change, Journal
-from agent.logs import get_logger
+from agent.lifecycle.changes.firmware_file import FirmwareFilePlaced
+from agent.lifecycle.changes.firmware_path import FirmwarePathSet
+from agent.lifecycle.journal import Journal
 from agent.recipes.model import Recipe
 from agent.tree import DriverTree
-
-log = get_logger(__name__)
-
-FILE = "firmware_file"
-PATH = "firmware_path"
 
 
 @dataclass(frozen=True)
@@ -31,22 +26,10 @@ class Placement:
     reason: str
 
 
-def write_path(host: HostPaths, value: str) -> None:
-    """Write the path in place (the file may be a bind-mounted sysfs attribute: no rename), no newline.
-
-    An empty value is written as one NUL byte: sysfs ignores a zero-length write, and a newline would
-    become part of the path.
-    """
-    data = value.encode() if value else b"\x00"
-    fd = os.open(host.firmware_class_path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def check_tree_firmware(tree: DriverTree, recipe: Recipe) -> None:
     """Every firmware file the recipe needs is in the tree with its manifest sha256: else refuse."""
+    for fw in tree.manifest.firmware:
+        _check_name(tree, fw.name)
     names = {f.name for f in tree.manifest.firmware}
     missing = [f.name for f in recipe.firmware_files if f.name not in names]
     missing += [f.name for f in tree.manifest.firmware if not tree.firmware_file(f.name).is_file()]
@@ -65,7 +48,7 @@ def check_tree_firmware(tree: DriverTree, recipe: Recipe) -> None:
 
 
 class Firmware:
-    """Places the tree's firmware where the kernel finds it and undoes exactly what it placed."""
+    """Decides where the tree's firmware goes and plans the changes that put it there."""
 
     def __init__(self, *, host: HostPaths) -> None:
         self.host = host
@@ -74,101 +57,76 @@ class Firmware:
     def our_path(self) -> str:
         return self.host.as_host_path(self.host.firmware_dir)
 
+    @property
+    def path_file(self) -> str:
+        """The kernel parameter's node path: the key of the firmware path change."""
+        return self.host.as_host_path(self.host.firmware_class_path)
+
     def choose(self, journal: Journal) -> Placement:
         """/var/lib/firmware with the path set when the path is empty or ours, else /lib/firmware/updates."""
         current = read_firmware_path(self.host)
-        updates = Placement(self.host.lib_firmware_updates, False, "")
+        updates = self.host.lib_firmware_updates
         if current is None:
-            return Placement(updates.folder, False, f"{self.host.firmware_class_path} is not readable")
+            return Placement(updates, False, f"{self.host.firmware_class_path} is not readable")
         if current == "":
             return Placement(self.host.firmware_dir, True, "the firmware path is empty")
         if current == self.our_path:
-            return Placement(self.host.firmware_dir, journal.get(self._path_key) is None, "the path is already ours")
-        return Placement(updates.folder, False, f"the firmware path is {current!r}, set by someone else: kept")
+            # Ours (journaled) or set by someone else (KMM, an earlier agent whose journal is gone): never reset.
+            return Placement(self.host.firmware_dir, False, "the path is already ours")
+        return Placement(updates, False, f"the firmware path is {current!r}, set by someone else: kept")
 
-    @property
-    def _path_key(self) -> str:
-        return f"{PATH}:{self.host.as_host_path(self.host.firmware_class_path)}"
+    def path_change(self) -> FirmwarePathSet:
+        """The change that points the search path at our folder, remembering what it was."""
+        return FirmwarePathSet(file=self.path_file, previous=read_firmware_path(self.host) or "", value=self.our_path)
 
-    def set_path(self, journal: Journal) -> bool:
-        """Point the search path at our folder (journaled, old value kept); False if the path cannot be written."""
-        current = read_firmware_path(self.host)
-        if current == self.our_path and journal.get(self._path_key) is not None:
-            return True
-        if current == self.our_path:
-            # Set by someone else (KMM, an earlier agent whose journal is gone): leave it, never reset it.
-            return True
-        failed: OSError | None = None
-        with journal.change(PATH, self._path_key, previous=current or "", value=self.our_path) as entry:
-            try:
-                write_path(self.host, self.our_path)
-            except OSError as e:
-                failed = e
-        if failed is not None:
-            journal.drop(entry)
-            log.warning("firmware_path_not_writable", path=str(self.host.firmware_class_path), error=str(failed))
-            return False
-        if read_firmware_path(self.host) != self.our_path:
-            raise IntegrityError(
-                f"wrote {self.our_path!r} to {self.host.firmware_class_path} but it reads back otherwise"
-            )
-        log.info("firmware_path_set", value=self.our_path, previous=current or "")
-        return True
+    def file_changes(self, tree: DriverTree, folder: Path) -> list[FirmwareFilePlaced]:
+        """One change per firmware file of the tree not already in ``folder`` with its sha256.
 
-    def place(self, journal: Journal, tree: DriverTree, folder: Path) -> int:
-        """Copy each firmware file into ``folder``; unchanged files are skipped. Returns files written."""
-        written = 0
+        A different file already there is kept aside (in the state folder, by its sha256) and put back
+        on undo; an identical one is someone else's or ours from an earlier run: left as it is.
+        """
+        folder = self.host.from_host_path(self.host.as_host_path(folder))
+        changes = []
         for fw in tree.manifest.firmware:
-            dest = folder / fw.name
-            key = f"{FILE}:{self.host.as_host_path(dest)}"
+            dest = self._destination(tree, folder, fw.name)
             existing = sha256_file(dest) if dest.is_file() else None
             if existing == fw.sha256:
-                continue  # ours from an earlier run (journaled) or someone else's identical copy (not ours)
-            backup = ""
-            if existing is not None:
-                backup_path = self.host.firmware_backup_dir / existing
-                atomic_write(backup_path, dest.read_bytes())
-                backup = str(backup_path)
-            created = [str(d) for d in _missing_parents(dest, stop=folder.parent)]
-            with journal.change(FILE, key, path=str(dest), sha256=fw.sha256, backup=backup, created=created):
-                atomic_write(dest, tree.firmware_file(fw.name).read_bytes())
-            if sha256_file(dest) != fw.sha256:
-                raise IntegrityError(f"firmware {dest} does not read back with sha256 {fw.sha256}")
-            written += 1
-            log.info("firmware_placed", name=fw.name, path=self.host.as_host_path(dest), replaced=bool(backup))
-        return written
+                continue
+            node_path = self.host.as_host_path(dest)
+            # One backup per destination: two host files with the same bytes must not share one.
+            backup_name = hashlib.sha256(node_path.encode()).hexdigest()[:32]
+            backup = self.host.as_host_path(self.host.firmware_backup_dir / backup_name) if existing else ""
+            changes.append(
+                FirmwareFilePlaced(
+                    path=node_path,
+                    sha256=fw.sha256,
+                    source=str(tree.firmware_file(fw.name)),
+                    backup=backup,
+                    created=tuple(self.host.as_host_path(d) for d in _missing_parents(dest, stop=self.host.root)),
+                )
+            )
+        return changes
 
-    def placed_ok(self, tree: DriverTree, folder: Path) -> bool:
-        """Every firmware file of the tree is in ``folder`` with its sha256."""
-        return all(
-            (folder / fw.name).is_file() and sha256_file(folder / fw.name) == fw.sha256 for fw in tree.manifest.firmware
+    def _destination(self, tree: DriverTree, folder: Path, name: str) -> Path:
+        """Where firmware ``name`` goes (links followed as on the node): inside ``folder`` (itself resolved),
+        whatever the untrusted tree says."""
+        _check_name(tree, name)
+        dest = self.host.from_host_path(self.host.as_host_path(folder / name))
+        if not dest.is_relative_to(folder):
+            raise IntegrityError(
+                f"firmware {name!r} of {tree.root} would land in {self.host.as_host_path(dest)}, outside "
+                f"{self.host.as_host_path(folder)} (a link on the host): refused, nothing was changed"
+            )
+        return dest
+
+
+def _check_name(tree: DriverTree, name: str) -> None:
+    """A firmware name is a relative path that stays where it is put: trees come from images, untrusted."""
+    if not name or name.startswith("/") or any(p in ("", "..", ".") for p in name.split("/")):
+        raise IntegrityError(
+            f"driver tree {tree.root} names firmware {name!r}, which is not a path inside the firmware folder; "
+            "nothing was changed on the host: the tree is damaged or crafted, rebuild it"
         )
-
-    def undo(self, change: Change) -> None:
-        """Revert one firmware change if it is still ours; leave anything someone else changed since."""
-        if change.kind == PATH:
-            current = read_firmware_path(self.host)
-            if current == change.data["value"]:
-                write_path(self.host, change.data["previous"])
-                log.info("firmware_path_restored", value=change.data["previous"])
-            else:
-                log.warning("firmware_path_changed_by_others", value=current, ours=change.data["value"])
-            return
-        path = Path(change.data["path"])
-        if path.is_file() and sha256_file(path) == change.data["sha256"]:
-            backup = Path(change.data["backup"]) if change.data.get("backup") else None
-            if backup and backup.is_file():
-                atomic_write(path, backup.read_bytes())
-                backup.unlink()
-                log.info("firmware_restored", path=self.host.as_host_path(path))
-            else:
-                path.unlink()
-                log.info("firmware_removed", path=self.host.as_host_path(path))
-        elif path.exists():
-            log.warning("firmware_changed_by_others", path=self.host.as_host_path(path))
-        for folder in reversed(change.data.get("created", [])):
-            with contextlib.suppress(OSError):  # not empty: something else lives there now
-                Path(folder).rmdir()
 
 
 def _missing_parents(path: Path, *, stop: Path) -> list[Path]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from agent.kube.cluster import Cluster, Eviction, EvictionResult, NoCluster, NodeState, PodRef, Wanted
 from agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -77,3 +79,41 @@ class ApiServerLabels:
 def labeler_for(node_name: str | None) -> NodeLabeler:
     """The API-server labeler when the node name is known (in a cluster), else the no-op."""
     return ApiServerLabels.in_cluster(node_name) if node_name else NoLabels()
+
+
+class LabelOnlyCluster:
+    """The cluster as far as this agent talks to it yet: the node label only; SIGTERM unloads as before."""
+
+    in_cluster = True
+
+    def __init__(self, labeler: NodeLabeler) -> None:
+        self.labeler = labeler
+
+    def publish(self, state: NodeState) -> None:
+        self.labeler.publish(state.state)
+
+    def driver_wanted(self) -> Wanted:
+        return Wanted.NO
+
+    def cordon(self) -> bool:
+        return False
+
+    def uncordon(self) -> None:
+        return None
+
+    def gpu_pods(self, holder_pod_uids: Collection[str]) -> Sequence[PodRef]:
+        return ()
+
+    def evict(self, pod: PodRef) -> EvictionResult:
+        return EvictionResult(pod, Eviction.FAILED, "evictions are not supported by this agent's cluster client")
+
+    def pod_gone(self, pod: PodRef) -> bool | None:
+        return None
+
+    def allocatable_gpus(self) -> int | None:
+        return None
+
+
+def cluster_for(node_name: str | None) -> Cluster:
+    """The cluster of a node (the node name is set in a pod), else the no-op outside a cluster."""
+    return LabelOnlyCluster(ApiServerLabels.in_cluster(node_name)) if node_name else NoCluster()

@@ -1,24 +1,22 @@
-"""Kernel modules: removing the in-tree ones the recipe replaces, modprobe from the tree, and undo."""
+"""Kernel module commands: what is loaded, modprobe, rmmod holders first, and who holds a busy module."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Sequence
+from pathlib import Path
 
 from agent.discovery.modules import LoadedModule, loaded_modules
 from agent.errors import CommandError, LoadError, ModuleBusyError
+from agent.host.files import read_optional
 from agent.host.paths import HostPaths, module_key
 from agent.host.runner import Runner
 from agent.lifecycle.holders import Holder, find_holders
-from agent.lifecycle.journal import Change, Journal
 from agent.logs import get_logger
 from agent.recipes.model import Recipe
 from agent.tree import DriverTree
 
 log = get_logger(__name__)
 
-REMOVED = "module_removed"
-LOADED = "module_loaded"
 TIMEOUT = 120.0
 
 
@@ -34,6 +32,63 @@ def load_sequence(recipe: Recipe) -> tuple[str, ...]:
 def ours(tree: DriverTree) -> dict[str, str]:
     """name → srcversion of every module in the tree (what "loaded from this tree" means)."""
     return {module_key(m.name): m.srcversion for m in tree.manifest.modules}
+
+
+def from_tree(module: LoadedModule | None, srcversion: str | None) -> bool:
+    """Whether a loaded module is the tree's copy (``srcversion``: the tree's, None when the tree lacks it).
+
+    The srcversion says so; a module built without one (no MODULE_VERSION, like the backport's mei-gsc)
+    is the tree's when the kernel marks it out of tree ("O" taint): the kernel's own copies never are.
+    """
+    if module is None or srcversion is None:
+        return False
+    return module.srcversion == srcversion if srcversion else "O" in module.taint
+
+
+def in_tree_dependencies(tree: DriverTree, load: Sequence[str]) -> tuple[str, ...]:
+    """The kernel's own modules that loading ``load`` from the tree needs (drm for the backport's i915).
+
+    Only what those modules and, through the tree, their own dependencies need: a tree module that is
+    not loaded (i915_spi needs mtd) asks for nothing.
+    """
+    modules = {module_key(m.name): m for m in tree.manifest.modules}
+    pending, seen, needed = [module_key(n) for n in load], set(), set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in modules:
+            needed.add(name)
+            continue
+        pending += [module_key(d) for d in modules[name].depends]
+    return tuple(sorted(needed))
+
+
+def dependency_closure(host: HostPaths, kernel: str, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` and every module the node's modules.dep says they need (its lines list them all)."""
+    wanted = set(names)
+    found: list[str] = list(names)
+    text = read_optional(host.kernel_modules_dir(kernel) / "modules.dep") or ""
+    for line in text.splitlines():
+        path, _, deps = line.partition(":")
+        if _module_name(path) in wanted:
+            found += [_module_name(d) for d in deps.split()]
+    return tuple(dict.fromkeys(found))
+
+
+def _module_name(path: str) -> str:
+    return module_key(path.strip().rsplit("/", 1)[-1].split(".ko", 1)[0])
+
+
+def node_modules(host: HostPaths, kernel: str) -> set[str]:
+    """Every module the node's kernel can load (modules.dep) or has built in (modules.builtin)."""
+    folder = host.kernel_modules_dir(kernel)
+    names: set[str] = set()
+    for index in ("modules.dep", "modules.builtin"):
+        text = read_optional(folder / index) or ""
+        names.update(_module_name(line.split(":", 1)[0]) for line in text.splitlines() if line.strip())
+    return names
 
 
 class BusyError(ModuleBusyError):
@@ -63,111 +118,49 @@ class Modules:
     def holders(self, module: str, driver_modules: Sequence[str]) -> tuple[Holder, ...]:
         return find_holders(self.host, module, driver_modules)
 
-    # --- apply ------------------------------------------------------------------------------
-    def remove_replaced(self, journal: Journal, recipe: Recipe, tree: DriverTree) -> int:
-        """rmmod the loaded in-tree modules the recipe replaces, holders first; busy → ``BusyError``."""
-        mine = ours(tree)
-        wanted = [module_key(m) for m in recipe.replaces]
-        driver_modules = [*recipe.replaces, recipe.main_module]
-        removed = 0
-        while True:
-            loaded = self.loaded(wanted)
-            targets = [m for m in wanted if m in loaded and loaded[m].srcversion != mine.get(m, "\0")]
-            if not targets:
-                return removed
-            order = removal_order(targets, loaded)
-            if not order:
-                raise BusyError(*self._stuck(targets, loaded, driver_modules), "remove the in-tree")
-            # One journal entry per module, all intents written before the single rmmod that removes them.
-            with contextlib.ExitStack() as entries:
-                for module in order:
-                    info = loaded[module]
-                    entries.enter_context(
-                        journal.change(
-                            REMOVED,
-                            f"{REMOVED}:{module}",
-                            module=module,
-                            version=info.version,
-                            srcversion=info.srcversion,
-                        )
-                    )
-                gone = self._rmmod(order, driver_modules, "remove the in-tree")
-            removed += len(gone)
-            for module in gone:
-                log.info("in_tree_module_removed", module=module)
+    def modprobe(self, argv: Sequence[str], *, what: str) -> None:
+        """Run one modprobe; a failure is a ``LoadError`` in modprobe's own words."""
+        try:
+            self.runner.run(list(argv), timeout=TIMEOUT)
+        except CommandError as e:
+            raise LoadError(f"{what} failed: {_why(e)}") from e
 
-    def load(self, journal: Journal, tree: DriverTree, recipe: Recipe) -> int:
-        """modprobe each module of the load sequence from the tree, with its parameters. Returns loads made."""
-        mine = ours(tree)
-        made = 0
-        for module in load_sequence(recipe):
-            name = module_key(module)
-            before = self.loaded([name])
-            current = before.get(name)
-            if current is not None:
-                if current.srcversion == mine.get(name):
-                    continue
-                raise LoadError(
-                    f"module {name} is loaded but is not the one in {tree.root} (srcversion {current.srcversion or '?'}"
-                    f", tree {mine.get(name, '?')}) and {recipe.name} does not replace it",
-                    hint="unload it (or add it to the recipe's replaces) and retry",
-                )
-            params = [f"{k}={v}" for k, v in sorted(recipe.module_parameters(module).items())]
-            argv = ["modprobe", "-d", str(tree.modules_base), "-S", tree.manifest.kernel, module, *params]
-            with journal.change(LOADED, f"{LOADED}:{name}", module=name, ours=mine, loaded=[]) as entry:
-                try:
-                    self.runner.run(argv, timeout=TIMEOUT)
-                except CommandError as e:
-                    raise LoadError(f"modprobe {module} from {tree.root} failed: {_why(e)}") from e
-                after = self.loaded()
-                entry.data["loaded"] = [m for m in after if m not in before]
-            made += 1
-            log.info("module_loaded", module=name, params=" ".join(params), pulled=entry.data["loaded"])
-        return made
+    def modprobe_in_tree(self, module: str) -> None:
+        """Load one of the kernel's own modules from the node's module folder (the host's, also in a pod)."""
+        # -d: the node's /lib/modules under the host root; a pod has no /lib/modules of the host's own.
+        self.modprobe(["modprobe", "-d", str(self.host.root), module], what=f"loading the in-tree module {module}")
 
-    # --- undo -------------------------------------------------------------------------------
-    def undo(self, change: Change, driver_modules: Sequence[str]) -> None:
-        """Revert one module change: unload what we loaded, or load back the in-tree module we removed."""
-        if change.kind == REMOVED:
-            module = change.data["module"]
-            if module in self.loaded():  # names only
-                return
-            try:
-                self.runner.run(["modprobe", module], timeout=TIMEOUT)
-            except CommandError as e:
-                raise LoadError(f"cannot load back the in-tree module {module}: {_why(e)}") from e
-            log.info("in_tree_module_restored", module=module)
-            return
-        self.unload_ours(change.data.get("loaded", []), change.data.get("ours", {}), driver_modules)
+    def depmod(self, base: Path, kernel: str) -> None:
+        """modules.dep and friends for the modules under ``base`` (`depmod -b`), nothing else."""
+        try:
+            self.runner.run(["depmod", "-b", str(base), kernel], timeout=TIMEOUT, quiet=True)
+        except CommandError as e:
+            raise LoadError(f"depmod -b {base} {kernel} failed: {e.output_tail.strip() or e.returncode}") from e
 
-    def unload_ours(
-        self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]
-    ) -> None:
+    def unload(self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]) -> None:
         """rmmod what we loaded (listed, or identified by srcversion), holders first; never forced."""
         candidates = list(dict.fromkeys([*loaded_by_us, *srcversions]))
         while True:
             loaded = self.loaded(candidates)
             targets = [
-                m
-                for m in candidates
-                if m in loaded and (m in loaded_by_us or loaded[m].srcversion == srcversions.get(m))
+                m for m in candidates if m in loaded and (m in loaded_by_us or from_tree(loaded[m], srcversions.get(m)))
             ]
             if not targets:
                 return
             order = removal_order(targets, loaded)
             if not order:
-                raise BusyError(*self._stuck(targets, loaded, driver_modules), "unload")
-            for module in self._rmmod(order, driver_modules, "unload"):
+                raise BusyError(*self.stuck(targets, loaded, driver_modules), "unload")
+            for module in self.rmmod(order, driver_modules, "unload"):
                 log.info("module_unloaded", module=module)
 
-    def _stuck(
+    def stuck(
         self, targets: Sequence[str], loaded: dict[str, LoadedModule], driver_modules: Sequence[str]
     ) -> tuple[str, tuple[Holder, ...]]:
         """The target that blocks the others (held by something outside them) and what holds it."""
         stuck = next((m for m in targets if not set(loaded[m].holders) & set(targets)), targets[0])
         return stuck, self.holders(stuck, driver_modules)
 
-    def _rmmod(self, order: Sequence[str], driver_modules: Sequence[str], doing: str) -> list[str]:
+    def rmmod(self, order: Sequence[str], driver_modules: Sequence[str], doing: str) -> list[str]:
         """One rmmod for ``order`` (holders first); the modules it removed. A busy module → ``BusyError``."""
         try:
             self.runner.run(["rmmod", *order], timeout=TIMEOUT)

@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,12 +89,41 @@ def parse_kmsg(text: str) -> list[Record]:
     return out
 
 
-def log_problems(records: Sequence[Record], names: Sequence[str]) -> list[str]:
+# "i915: Unknown symbol drm_dev_register (err -2)": the kernel refused to link that module.
+_UNKNOWN_SYMBOL = re.compile(r"^(?P<module>[\w-]+): Unknown symbol ")
+# Unknown-symbol lines shown verbatim per module; the rest are counted (the real i915 logs ~100).
+SYMBOL_LINES_SHOWN = 3
+
+
+def log_problems(records: Sequence[Record], names: Sequence[str], loaded: Collection[str] = ()) -> list[str]:
     """Messages about the driver (naming one of ``names``) that mean a failed firmware load, an
-    unresolved symbol or a rejected module; other drivers' complaints are not ours to judge."""
-    return [
-        r.message for r in records if any(n in r.message for n in names) and any(p.search(r.message) for p in _PROBLEMS)
+    unresolved symbol or a rejected module; other drivers' complaints are not ours to judge.
+
+    The kernel prints "Unknown symbol" only while refusing a module, so those lines of a module in
+    ``loaded`` come from an earlier attempt (KMM's worker retries until its modprobe works) and no
+    longer count. Each module's unknown symbols after the first few are folded into one count.
+    """
+    out: list[str] = []
+    folded: dict[str, int] = {}
+    for r in records:
+        if not any(n in r.message for n in names) or not any(p.search(r.message) for p in _PROBLEMS):
+            continue
+        refused = _UNKNOWN_SYMBOL.match(r.message)
+        if refused is None:
+            out.append(r.message)
+            continue
+        module = module_key(refused["module"])
+        if module in loaded:
+            continue
+        folded[module] = folded.get(module, 0) + 1
+        if folded[module] <= SYMBOL_LINES_SHOWN:
+            out.append(r.message)
+    out += [
+        f"{module}: {count - SYMBOL_LINES_SHOWN} more Unknown symbol lines"
+        for module, count in folded.items()
+        if count > SYMBOL_LINES_SHOWN
     ]
+    return out
 
 
 def driver_names(recipe: Recipe) -> list[str]:
@@ -112,6 +141,8 @@ class Verification:
     problems: tuple[str, ...]
     gpus: int
     render_nodes: tuple[str, ...]
+    # The kernel log's part of ``problems``: why the kernel refused or broke the driver.
+    kernel_log: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -175,15 +206,25 @@ class Verifier:
                 ]
                 return problems, gpus
 
-    def verify(self, tree: DriverTree | None, recipe: Recipe, kmsg_mark: int | None) -> Verification:
-        """Every check; ``kmsg_mark`` None skips the kernel log (nothing was loaded by us)."""
+    def verify(
+        self, tree: DriverTree | None, recipe: Recipe, kmsg_mark: int | None, *, others_load: bool = False
+    ) -> Verification:
+        """Every check; ``kmsg_mark`` None skips the kernel log (nothing was loaded by us).
+
+        ``others_load``: someone else loads the driver (KMM, monitor mode) and may have tried more than
+        once, so the log may hold refusals of modules that are loaded now: those no longer count.
+        """
         problems = self.modules(tree, recipe)
+        kernel_log: list[str] = []
         if kmsg_mark is not None:
             records = self.kmsg.since(kmsg_mark)
-            problems += [f"kernel log: {m}" for m in log_problems(records, driver_names(recipe))]
+            # Names only (no sysfs reads): what is loaded now.
+            loaded = loaded_modules(self.host, ()) if others_load else {}
+            kernel_log = log_problems(records, driver_names(recipe), loaded)
+            problems += [f"kernel log: {m}" for m in kernel_log]
         gpu_problems: list[str] = []
         gpus: list[PciGpu] = []
         if not problems:
             gpu_problems, gpus = self.gpus(recipe)
         nodes = tuple(n for g in gpus for n in g.render_nodes)
-        return Verification(tuple(problems + gpu_problems), len(gpus), nodes)
+        return Verification(tuple(problems + gpu_problems), len(gpus), nodes, tuple(kernel_log))

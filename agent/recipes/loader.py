@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +13,20 @@ from agent.errors import RecipeError, UsageError
 from agent.host.paths import module_key
 from agent.names import module_name_problem, name_problem, relative_path_problem
 from agent.recipes import RELEASES_DIR
-from agent.recipes.model import Archive, FirmwareFile, ModuleFile, Recipe, ValidatedKernel
+from agent.recipes.model import (
+    ABSENT,
+    PARAMETER,
+    PROBE_KINDS,
+    Archive,
+    CompatFix,
+    FirmwareFile,
+    HeaderProbe,
+    ModuleFile,
+    Recipe,
+    ReleaseMarker,
+    UnneededFirmware,
+    ValidatedKernel,
+)
 
 SCHEMA = 1
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -161,11 +174,14 @@ def load_recipe(path: Path) -> Recipe:
     if stream not in STREAMS:
         raise top.fail("stream", f"must be one of {', '.join(STREAMS)}, got {stream!r}")
 
-    source = _archive(top.table("source"), firmware=False)
+    source_table = top.table("source")
+    release = _release_marker(source_table)  # before _archive closes the table
+    source = replace(_archive(source_table, firmware=False), release=release)
     fw = top.table("firmware")
     firmware_tag = fw.name("tag")
     firmware_files = tuple(_firmware_file(t) for t in fw.tables("files", []))
-    firmware = _archive(fw, firmware=True)
+    firmware = replace(_archive(fw, firmware=True), files_url=_files_url(fw))
+    not_needed = _firmware_not_needed(fw, {f.name for f in firmware_files})
 
     build_env, build_steps = _build(top.table("build"))
     modules = _modules(top.table("modules"))
@@ -185,6 +201,8 @@ def load_recipe(path: Path) -> Recipe:
         build_steps=build_steps,
         **modules,
         **support,
+        firmware_not_needed=not_needed,
+        compat_fixes=_compat_fixes(top),
     )
     top.done_all()
     return recipe
@@ -274,9 +292,124 @@ def _firmware_file(table: _Table) -> FirmwareFile:
     size = table.get("bytes", int)
     if size <= 0:
         raise table.fail("bytes", f"must be positive, got {size}")
-    item = FirmwareFile(name=name, sha256=table.sha256("sha256"), bytes=size, platforms=table.strings("platforms", []))
+    item = FirmwareFile(
+        name=name,
+        sha256=table.sha256("sha256"),
+        bytes=size,
+        platforms=table.strings("platforms", []),
+        file=_firmware_source_file(table),
+    )
     table.done()
     return item
+
+
+def _relative(table: _Table, name: str, value: str, what: str) -> str:
+    if not value or value.startswith("/") or ".." in value.split("/") or "\\" in value:
+        raise table.fail(name, f"must be a relative path {what}: {value!r}")
+    return value
+
+
+def _release_marker(table: _Table) -> ReleaseMarker | None:
+    """[source] release = { file = "versions", line = 'BACKPORTS_RELEASE_TAG="..."' } (optional)."""
+    if "release" not in table.data:
+        table.used.add("release")
+        return None
+    marker = table.table("release")
+    item = ReleaseMarker(
+        file=_relative(marker, "file", marker.get("file", str), "inside the source tree"),
+        line=marker.get("line", str),
+    )
+    if not item.line.strip() or "\n" in item.line:
+        raise marker.fail("line", f"must be one non-empty line of {item.file}: {item.line!r}")
+    marker.done()
+    return item
+
+
+def _files_url(table: _Table) -> str:
+    """[firmware] files_url: one file of the firmware repository at the tag ({tag}, {file}), https only."""
+    url = table.get("files_url", str, "")
+    if not url:
+        return ""
+    if not url.startswith("https://"):
+        raise table.fail("files_url", f"must be an https:// URL: {url!r}")
+    unknown = sorted(set(re.findall(r"\{([^}]*)\}", url)) - {"tag", "file"})
+    if unknown or "{file}" not in url:
+        raise table.fail("files_url", f"must contain {{file}} and may contain {{tag}}, nothing else: {url!r}")
+    return url
+
+
+def _firmware_source_file(table: _Table) -> str:
+    """[[firmware.files]] file: where the blob lies in the firmware source (default: its requested name)."""
+    value = table.get("file", str, "")
+    return _relative(table, "file", value, "inside the firmware source") if value else ""
+
+
+def _firmware_not_needed(fw: _Table, pinned: set[str]) -> tuple[UnneededFirmware, ...]:
+    """[[firmware.not_needed]]: requested names no release ships, with why the platforms do without them."""
+    items = []
+    for table in fw.tables("not_needed", []):
+        name = _relative(table, "name", table.get("name", str), "as the module requests it")
+        if name in pinned:
+            raise table.fail("name", f"{name} is also in firmware.files: a file is either needed or not")
+        reason = table.get("reason", str)
+        if not reason.strip():
+            raise table.fail("reason", "say why the platforms do not need this file")
+        table.done()
+        items.append(UnneededFirmware(name=name, reason=reason))
+    return tuple(items)
+
+
+def _compat_fixes(top: _Table) -> tuple[CompatFix, ...]:
+    """[[compat_fixes]]: the project's own patches, each with the header probe that says it is needed."""
+    fixes: list[CompatFix] = []
+    for table in top.tables("compat_fixes", []):
+        name = table.get("name", str)
+        if not RECIPE_NAME.match(name):
+            raise table.fail("name", f"only letters, digits, '.', '-' and '_' are allowed: {name!r}")
+        if any(f.name == name for f in fixes):
+            raise table.fail("name", f"{name!r} is listed twice")
+        patch = table.get("patch", str)
+        if not patch.endswith(".patch") or patch.startswith(("/", "https://", "http://")):
+            raise table.fail("patch", f"must be a .patch file relative to the recipe's folder: {patch!r}")
+        why = table.get("why", str)
+        if not why.strip():
+            raise table.fail("why", "say what in the kernel changed")
+        probe = _probe(table.table("probe"))
+        fix = CompatFix(name=name, patch=patch, sha256=table.sha256("sha256"), why=why, probe=probe)
+        table.done()
+        fixes.append(fix)
+    return tuple(fixes)
+
+
+def _probe(table: _Table) -> HeaderProbe:
+    kind = table.get("kind", str)
+    if kind not in PROBE_KINDS:
+        raise table.fail("kind", f"must be one of {', '.join(PROBE_KINDS)}, got {kind!r}")
+    if kind == ABSENT:
+        headers = table.strings("headers")
+        if not headers:
+            raise table.fail("headers", "name at least one header")
+        probe = HeaderProbe(kind, headers, _identifier(table, "symbol"))
+    else:
+        header = table.get("header", str)
+        if kind == PARAMETER:
+            probe = HeaderProbe(kind, (header,), _identifier(table, "function"), _identifier(table, "parameter"))
+        else:
+            probe = HeaderProbe(kind, (header,), _identifier(table, "macro"))
+    for i, header in enumerate(probe.headers):
+        key = "header" if kind != ABSENT else f"headers[{i}]"
+        _relative(table, key, header, "inside the kernel source tree")
+        if not header.endswith(".h"):
+            raise table.fail(key, f"must be a header file (.h): {header!r}")
+    table.done()
+    return probe
+
+
+def _identifier(table: _Table, name: str) -> str:
+    value = table.get(name, str)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise table.fail(name, f"must be a C identifier: {value!r}")
+    return value
 
 
 def _module_file(table: _Table) -> ModuleFile:

@@ -13,7 +13,7 @@ import pytest
 from build.buildlib import DRIVER, headers_kernel, make_builder, recipe
 from tooling import need_tool
 
-from agent.errors import HostWriteError
+from agent.errors import HostFullError, HostWriteError
 from agent.host.files import atomic_write, write_failure, writes_under
 from agent.tree import load_tree
 
@@ -48,9 +48,9 @@ def test_a_full_disk_under_out_is_a_typed_error_and_the_old_tree_is_kept(tmp_pat
         _fill(disk)
         # Other inputs: the build compiles (elsewhere) and must then stage a second tree on the full disk.
         (source / "README.md").write_text("changed\n")
-        with pytest.raises(HostWriteError) as caught:
+        with pytest.raises(HostFullError) as caught:
             make_builder(tmp_path / "cache").build(recipe(), kernel, out, source=str(source))
-        assert caught.value.exit_code == 2
+        assert caught.value.exit_code == 4, "a full disk is transient: retry once there is room"
         assert f"cannot write under {disk}" in str(caught.value)
         assert "ENOSPC" in str(caught.value)
         assert load_tree(out).manifest == first.manifest, "the tree that was there is whole"
@@ -66,8 +66,10 @@ def test_the_error_names_the_folder_and_errno() -> None:
 def test_only_the_disks_errors_are_translated(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError), writes_under(tmp_path):
         (tmp_path / "missing" / "x").read_text()
-    with pytest.raises(HostWriteError), writes_under(tmp_path):
+    with pytest.raises(HostFullError), writes_under(tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(HostWriteError), writes_under(tmp_path):
+        raise OSError(errno.EROFS, "Read-only file system")
 
 
 def test_an_atomic_write_on_a_full_disk_leaves_no_temp_file(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
-import pytest
+from realdriver import find_kernel_by_series
 
 from agent.build.download import Fetcher, ProxySettings
 from agent.build.service import Builder
@@ -22,16 +22,15 @@ JOBS = 2
 SOURCE_NAMES = ("Kbuild", "Makefile", "README.md")
 
 
+TEST_SERIES = "6.1"  # the series the test recipes were validated on (tests/recipes/testgpu.toml)
+
+
 def headers_kernel() -> str:
-    """The kernel whose headers are installed (Debian's, not the running kernel): fails when there is none."""
-    found = (
-        sorted(p.name for p in Path("/lib/modules").iterdir() if (p / "build" / "Makefile").is_file())
-        if Path("/lib/modules").is_dir()
-        else []
-    )
-    if not found:
-        pytest.fail("no kernel headers in /lib/modules/*/build: run scripts/install-deps (linux-headers-amd64)")
-    return found[-1]
+    """The newest installed 6.1 kernel with headers (Debian's, not the running kernel): fails when there is none.
+
+    Chosen by series, never "the newest kernel": Debian 12 installs 6.1 and 6.12 side by side.
+    """
+    return find_kernel_by_series(TEST_SERIES)
 
 
 def recipe(name: str = "testgpu") -> Recipe:

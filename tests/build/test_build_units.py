@@ -9,7 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent import logs as agent_logs
-from agent.build.collect import StagedModule, check_vermagic, parse_modinfo, place_firmware
+from agent.build.collect import StagedModule, check_vermagic, parse_modinfo
+from agent.build.firmware import FolderFirmware, place_firmware
 from agent.build.headers import HeadersMissingError, find_headers
 from agent.build.make import BuildOutput, Progress, expand
 from agent.build.signing import SigningKey
@@ -156,8 +157,11 @@ def test_requested_firmware_missing_from_the_source_fails_the_build(tmp_path: Pa
     guc = "testgpu/testgpu_guc_1.0.bin"
     (source / guc).write_bytes((DRIVER / "firmware" / guc).read_bytes())
     requested = [guc, "testgpu/testgpu_huc_1.0.bin"]
-    with pytest.raises(BuildError, match=r"lacks: testgpu/testgpu_huc_1.0.bin; loading would fail with -ENOENT"):
-        place_firmware(recipe(), requested, lambda: source, tmp_path / "tree" / "firmware")
+    with pytest.raises(
+        BuildError,
+        match=r"lacks firmware the driver needs: testgpu/testgpu_huc_1.0.bin; loading would fail with -ENOENT",
+    ):
+        place_firmware(recipe(), requested, lambda: FolderFirmware(source), tmp_path / "tree" / "firmware")
 
 
 def test_firmware_differing_from_the_recipe_pin_fails(tmp_path: Path) -> None:
@@ -165,18 +169,23 @@ def test_firmware_differing_from_the_recipe_pin_fails(tmp_path: Path) -> None:
     (source / "testgpu").mkdir(parents=True)
     (source / "testgpu/testgpu_guc_1.0.bin").write_bytes(b"TGFW not the pinned blob")
     with pytest.raises(BuildError, match="the recipe pins"):
-        place_firmware(recipe(), ["testgpu/testgpu_guc_1.0.bin"], lambda: source, tmp_path / "tree" / "firmware")
+        place_firmware(
+            recipe(), ["testgpu/testgpu_guc_1.0.bin"], lambda: FolderFirmware(source), tmp_path / "tree" / "firmware"
+        )
 
 
-def test_firmware_of_other_platforms_is_optional(tmp_path: Path) -> None:
+def test_firmware_of_other_platforms_is_left_out_and_the_recipes_files_are_placed(tmp_path: Path) -> None:
     placed = place_firmware(
         recipe(),
         ["testgpu/testgpu_guc_1.0.bin", "i915/skl_dmc_ver1_27.bin"],
-        lambda: DRIVER / "firmware",
+        lambda: FolderFirmware(DRIVER / "firmware"),
         tmp_path / "tree" / "firmware",
     )
-    assert [f.name for f in placed] == ["testgpu/testgpu_guc_1.0.bin"]
-    assert placed[0].path == "firmware/testgpu/testgpu_guc_1.0.bin"
+    # The huc is not requested by these modules, but the recipe says the platforms need it.
+    assert [f.name for f in placed.placed] == ["testgpu/testgpu_guc_1.0.bin", "testgpu/testgpu_huc_1.0.bin"]
+    assert placed.placed[0].path == "firmware/testgpu/testgpu_guc_1.0.bin"
+    assert placed.other_platforms == ("i915/skl_dmc_ver1_27.bin",)
+    assert not (tmp_path / "tree/firmware/i915").exists()
 
 
 def _fake_host(tmp_path: Path, os_id: str) -> HostPaths:

@@ -490,6 +490,7 @@ def test_chart_defaults_are_what_the_lts_recipe_says() -> None:
     assert values["recipe"]["replaces"] == recipe["modules"]["replaces"]
     assert values["recipe"]["loadOrder"] == recipe["modules"]["load_order"]
     assert values["recipe"]["loadOrder"][0] == recipe["modules"]["main"]
+    assert values["recipe"]["parameters"] == recipe["modules"].get("parameters", {}).get(recipe["modules"]["main"], {})
     flavours = recipe["support"]["ubuntu_flavours"]
     ubuntu = sorted(f"{k['kernel']}-{f}" for k in recipe["support"]["kernels"] if k["os"] == "ubuntu" for f in flavours)
     assert sorted(values["kmm"]["kernels"]) == ubuntu

@@ -7,6 +7,7 @@ images are built by buildah (chroot isolation, overlay storage) and run by podma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -18,6 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from vm.kernel import find_kernel
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "images"
@@ -31,6 +34,15 @@ STORAGE = ["--storage-driver", "overlay"]
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_BUNDLE_TARGET = "/run/secrets/ca-bundle/ca.crt"
 PODMAN_RUN = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+# Container storage is the machine's, shared by every checkout on it: tags of test images carry the
+# checkout's own suffix, so two checkouts testing at once never replace each other's images.
+CHECKOUT = hashlib.sha256(str(REPO).encode()).hexdigest()[:8]
+
+
+def checkout_tag(name: str, variant: str = "test") -> str:
+    """``localhost/<name>:<variant>-<checkout>``: a tag of this checkout's own."""
+    return f"localhost/{name}:{variant}-{CHECKOUT}"
+
 
 # What debian:bookworm images carry: every suite (kernel headers of a point release live in
 # bookworm-security), and no documentation.
@@ -134,8 +146,13 @@ def build(
     check: bool = True,
     timeout: float = 1800,
     target: str | None = None,
+    ca_bundle: Path | None = HOST_CA_BUNDLE,
 ) -> Built:
-    """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local)."""
+    """``buildah build`` with chroot isolation on overlay storage; never pulls (the base is local).
+
+    ``ca_bundle`` is mounted at the Dockerfiles' CA_BUNDLE path (default: this machine's trust store,
+    which holds its egress proxy's CA); None mounts nothing.
+    """
     # --force-rm: a failed step's working container is removed too (the failing-build tests leave none).
     argv = [buildah, *STORAGE, "build", "--isolation", "chroot", f"--layers={str(layers).lower()}", "--pull=never"]
     argv.append("--force-rm")
@@ -143,8 +160,8 @@ def build(
         argv.append("--no-cache")
     if target:
         argv += ["--target", target]
-    if HOST_CA_BUNDLE.is_file():
-        argv += ["--volume", f"{HOST_CA_BUNDLE}:{CA_BUNDLE_TARGET}:ro"]
+    if ca_bundle is not None and ca_bundle.is_file():
+        argv += ["--volume", f"{ca_bundle}:{CA_BUNDLE_TARGET}:ro"]
     for name, value in build_args.items():
         argv += ["--build-arg", f"{name}={value}"]
     argv += ["-f", str(dockerfile), "-t", tag, str(context)]
@@ -240,6 +257,58 @@ def http_server(folder: Path) -> Iterator[str]:
         stop(process)
 
 
+HTTPS_SERVER = """
+import http.server, ssl, sys
+folder, port, cert, key = sys.argv[1:5]
+handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=folder)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+@dataclass(frozen=True)
+class LocalCa:
+    """A throw-away certificate authority and a server certificate it signed for 127.0.0.1."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def make_local_ca(openssl: str, folder: Path) -> LocalCa:
+    """A CA and a 127.0.0.1 server certificate made by the real openssl (trusted nowhere but where given)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = folder / "ca.key", folder / "ca.crt"
+    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
+    run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=igd test CA",
+         "-keyout", str(ca_key), "-out", str(ca_cert)])  # fmt: skip
+    run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+         "-out", str(csr)])  # fmt: skip
+    (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run([openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-days", "2", "-extfile", str(folder / "san.cnf"), "-out", str(cert)])  # fmt: skip
+    return LocalCa(ca_cert=ca_cert, server_cert=cert, server_key=key)
+
+
+@contextmanager
+def https_server(folder: Path, ca: LocalCa) -> Iterator[str]:
+    """An HTTPS file server for ``folder`` on 127.0.0.1 with ``ca``'s server certificate; yields host:port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", HTTPS_SERVER, str(folder), str(port), str(ca.server_cert), str(ca.server_key)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port, process, "https server")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
 def wait_listening(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
     """Poll until ``port`` on 127.0.0.1 accepts connections; fail if the server exits first."""
     deadline = time.monotonic() + timeout
@@ -265,8 +334,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def installed_kernel() -> str:
-    """The kernel whose headers Debian installed here (`ls /lib/modules`), never the running one."""
-    kernels = sorted(p.name for p in Path("/lib/modules").iterdir() if (p / "build").exists())
-    assert kernels, "no kernel headers under /lib/modules: run scripts/install-deps"
-    return kernels[-1]
+def installed_kernel(series: str | None = None) -> str:
+    """The installed kernel of ``series`` (default: the VM harness's default, the newest 6.1), never the running one.
+
+    Chosen like the VM tests choose theirs (tests/vm/kernel.py), so an image built for it loads there.
+    """
+    kernel = find_kernel(series=series)
+    assert (kernel.headers / "Makefile").is_file(), f"no headers for {kernel.release}: run scripts/install-deps"
+    return kernel.release

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -30,16 +32,16 @@ from .imagelib import REPO
 
 pytestmark = pytest.mark.slow
 
-LOADER_TAG = "localhost/intel-gpu-driver-agent:test"
-DRIVER_TAG = "localhost/intel-gpu-driver:test"
-TOOLCHAIN_TAG = "localhost/intel-gpu-driver-agent:test-toolchain"
+LOADER_TAG = imagelib.checkout_tag("intel-gpu-driver-agent")
+DRIVER_TAG = imagelib.checkout_tag("intel-gpu-driver")
+TOOLCHAIN_TAG = imagelib.checkout_tag("intel-gpu-driver-agent", "test-toolchain")
 RECIPE = "tests/recipes/testgpu.toml"
 MODULES = ("testgpu", "testgpu_compat", "testgpu_vsec")
 # The build args each Dockerfile documents; every stage that uses one must re-declare it.
 BUILD_ARGS = (
     "KERNEL_FULL_VERSION", "KERNEL_VERSION", "MOD_NAME", "MOD_NAMESPACE", "RECIPE", "BASE_IMAGE",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "AGENT_SOURCE", "AGENT_SOURCE_SHA256", "CA_BUNDLE",
-    "VERSION", "SOURCE_URL",
+    "KERNEL_MODULES_PACKAGES", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "AGENT_SOURCE", "AGENT_SOURCE_SHA256",
+    "CA_BUNDLE", "VERSION", "SOURCE_URL",
 )  # fmt: skip
 
 
@@ -123,7 +125,10 @@ def test_every_stage_declares_the_build_args_it_uses(name: str) -> None:
 def test_builder_never_uses_a_fixed_job_count_or_a_bare_depmod() -> None:
     text = re.sub(r"(?m)^\s*#.*$", "", (REPO / "Dockerfile.builder").read_text())
     assert not re.search(r"-j\s*\d", text)
-    assert not re.search(r"(?m)^[^#]*\bdepmod\b", text), "depmod belongs to `intel-gpu-agent build` (depmod -b)"
+    calls = re.findall(r"(?<![\w/.-])depmod\b(?![\w.-])[^;]*", text)
+    assert calls, "the image's modules.dep must see the kernel's modules (a depmod after the agent's)"
+    for call in calls:  # a bare depmod writes the BUILD machine's /lib/modules for its running kernel
+        assert re.match(r'depmod -b /out/opt .*"\$KERNEL_FULL_VERSION"', call), call
     assert not re.search(r"\$\(\s*uname|`\s*uname", text), "the target kernel is KERNEL_FULL_VERSION, never uname"
 
 
@@ -232,13 +237,63 @@ def test_driver_tree_matches_a_direct_build(driver_root: Path, direct_tree: Path
         m.name: (m.srcversion, m.vermagic, m.path) for m in direct.modules
     }
     assert {f.name: f.sha256 for f in image.firmware} == {f.name: f.sha256 for f in direct.firmware}
-    assert (driver_root / "opt/lib/modules" / image.kernel / "modules.dep").read_text() == (
+    # The image's modules.dep also lists the kernel's own modules (through the host link); the
+    # driver's lines are those of a direct build.
+    assert _updates_lines(driver_root / "opt/lib/modules" / image.kernel / "modules.dep") == _updates_lines(
         direct_tree / "opt/lib/modules" / direct.kernel / "modules.dep"
-    ).read_text()
+    )
+
+
+def _updates_lines(dep: Path) -> list[str]:
+    return sorted(line for line in dep.read_text().splitlines() if line.startswith("updates/"))
+
+
+def test_driver_image_links_the_nodes_modules_for_kmm(driver_root: Path, kernel: str) -> None:
+    """KMM's remedy for in-tree dependencies: a host link, and a modules.dep made with the kernel's modules."""
+    modules_dir = driver_root / "opt/lib/modules" / kernel
+    host = modules_dir / "host"
+    assert host.is_symlink() and os.readlink(host) == f"/host/lib/modules/{kernel}"
+    dep = (modules_dir / "modules.dep").read_text()
+    node = Path("/lib/modules") / kernel  # the same kernel package this machine installed
+    # Every in-tree module of the kernel is named through the link, by the path the worker will see.
+    drm = next(p for p in (node / "kernel/drivers/gpu/drm").iterdir() if p.name.startswith("drm.ko"))
+    assert re.search(rf"(?m)^host/kernel/drivers/gpu/drm/{re.escape(drm.name)}:", dep), dep[:2000]
+    i915 = r"(?m)^host/kernel/drivers/gpu/drm/i915/i915\.ko[.a-z]*: .*host/kernel/drivers/gpu/drm/drm\.ko"
+    assert re.search(i915, dep)
+    in_tree = {line.split(":", 1)[0] for line in dep.splitlines() if line.startswith("host/")}
+    assert len(in_tree) == len((node / "modules.dep").read_text().splitlines())
+    assert (modules_dir / "modules.builtin").read_bytes() == (node / "modules.builtin").read_bytes()
+    # Nothing of the kernel package itself is in the image: only the link and the index files.
+    assert not (driver_root / "usr/src/kernel-modules").exists()
+    assert not (driver_root / "lib/modules").exists() or not any((driver_root / "lib/modules").iterdir())
+
+
+def test_modprobe_resolves_in_tree_dependencies_where_kmm_mounts_the_node(
+    tools: Tools, driver: imagelib.Built, kernel: str
+) -> None:
+    """In a container laid out like KMM's worker (the node's /lib/modules at /host/lib/modules), the
+    image's own modprobe resolves the kernel's modules through the copied tree's host link."""
+    script = (
+        "set -e; mkdir /tmp/kmm; cp -R /opt /firmware /tmp/kmm/; "
+        f"modprobe --show-depends -d /tmp/kmm/opt -S {kernel} i915; "
+        f"echo builtin: $(modprobe --show-depends -d /tmp/kmm/opt -S {kernel} firmware_class)"
+    )
+    volumes = {"/lib/modules": "/host/lib/modules:ro"}
+    done = imagelib.podman_run(tools.podman, driver.tag, "-c", script, entrypoint="/bin/sh", volumes=volumes)
+    assert done.returncode == 0, done.stdout + done.stderr
+    insmods = re.findall(r"^insmod (\S+)", done.stdout, re.M)
+    assert insmods[-1].startswith(f"/tmp/kmm/opt/lib/modules/{kernel}/host/kernel/drivers/gpu/drm/i915/i915.ko")
+    assert any("/host/kernel/drivers/gpu/drm/drm.ko" in path for path in insmods), done.stdout
+    assert "builtin: builtin firmware_class" in done.stdout  # modules.builtin came along
+    # Without the node's modules mounted there is nothing behind the link: the image holds none of them.
+    done = imagelib.podman_run(tools.podman, driver.tag, "-c", script, entrypoint="/bin/sh")
+    assert re.search(r"host/kernel/drivers/gpu/drm/\S+\.ko\S* error=No such file or directory", done.stderr), (
+        done.stdout + done.stderr
+    )
 
 
 def test_driver_image_is_small_and_holds_no_toolchain(tools: Tools, driver: imagelib.Built, driver_root: Path) -> None:
-    assert not (driver_root / "usr/bin/gcc").exists() and not list((driver_root / "usr/src").glob("linux-headers-*"))
+    assert not (driver_root / "usr/bin/gcc").exists() and not list((driver_root / "usr/src").glob("linux-*"))
     assert not (driver_root / "src").exists(), "the build context stays in the build stage"
     size = imagelib.image_size(tools.podman, driver.tag)
     assert size <= 150_000_000, f"driver image is {size / 1e6:.0f} MB"
@@ -265,22 +320,40 @@ def test_driver_image_serves_kmm_and_the_agent(tools: Tools, driver: imagelib.Bu
     assert json.loads(done.stdout)["chosen"] is None
 
 
-def test_wrong_kernel_fails_the_build_naming_kernel_and_package(tools: Tools, base: str, kernel: str) -> None:
+def test_wrong_kernel_fails_the_build_naming_kernel_and_packages(tools: Tools, base: str, kernel: str) -> None:
     wrong = "6.1.0-9999-amd64"
     args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": wrong, "RECIPE": RECIPE}
     built = imagelib.build(
-        tools.buildah, REPO / "Dockerfile.builder", REPO, "localhost/igd-wrong:test", args, check=False
+        tools.buildah, REPO / "Dockerfile.builder", REPO, imagelib.checkout_tag("igd-wrong"), args, check=False
     )
     assert built.returncode != 0
     assert f"no kernel headers for kernel {wrong}: package linux-headers-{wrong} is not in the package sources" in (
         built.output
     ), built.output[-3000:]
+    # Debian keeps a kernel's modules in linux-image-<kver>: named too, in the same run.
+    assert f"no kernel modules for kernel {wrong}: package linux-image-{wrong} is not in the package sources" in (
+        built.output
+    ), built.output[-3000:]
+
+
+def test_a_missing_modules_package_fails_the_build_naming_it(tools: Tools, base: str, kernel: str) -> None:
+    """Headers there, modules package not (as on a distribution that packages them elsewhere)."""
+    absent = f"linux-modules-extra-{kernel}"  # Ubuntu's name: Debian has no such package
+    args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel, "RECIPE": RECIPE, "KERNEL_MODULES_PACKAGES": absent}
+    built = imagelib.build(
+        tools.buildah, REPO / "Dockerfile.builder", REPO, imagelib.checkout_tag("igd-nomodules"), args, check=False
+    )
+    assert built.returncode != 0
+    assert f"no kernel modules for kernel {kernel}: package {absent} is not in the package sources" in built.output, (
+        built.output[-3000:]
+    )
+    assert f"error: no kernel headers for kernel {kernel}" not in built.output
 
 
 def test_missing_kernel_full_version_fails_the_build_saying_so(tools: Tools, base: str) -> None:
     args = {"BASE_IMAGE": base, "RECIPE": RECIPE}
     built = imagelib.build(
-        tools.buildah, REPO / "Dockerfile.builder", REPO, "localhost/igd-nokernel:test", args, check=False
+        tools.buildah, REPO / "Dockerfile.builder", REPO, imagelib.checkout_tag("igd-nokernel"), args, check=False
     )
     assert built.returncode != 0
     assert "build arg KERNEL_FULL_VERSION is empty" in built.output, built.output[-3000:]
@@ -291,7 +364,7 @@ def test_proxy_build_args_reach_apt(tools: Tools, base: str, kernel: str) -> Non
     proxy = f"http://127.0.0.1:{imagelib.free_port()}"
     args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel, "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy}
     built = imagelib.build(
-        tools.buildah, REPO / "Dockerfile.builder", REPO, "localhost/igd-proxy:test", args, check=False
+        tools.buildah, REPO / "Dockerfile.builder", REPO, imagelib.checkout_tag("igd-proxy"), args, check=False
     )
     assert built.returncode != 0
     assert f"connect to {proxy.removeprefix('http://')}" in built.output, built.output[-3000:]
@@ -306,8 +379,8 @@ ARCHIVE_PATHS = (
 )  # fmt: skip
 
 
-def _source_archive(path: Path) -> str:
-    """A source archive of this checkout like a release's, and its sha256."""
+def _source_archive(path: Path, extra: dict[str, bytes] | None = None) -> str:
+    """A source archive of this checkout like a release's (plus ``extra`` files by path), and its sha256."""
     skip = re.compile(r"(__pycache__|\.pyc$|\.o$|\.ko$|\.cmd$|\.mod$|\.mod\.c$|Module\.symvers$|modules\.order$)")
     # gzip without a timestamp: an unchanged checkout gives the same sha256, so the build's layers stay cached.
     with gzip.GzipFile(path, "wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as archive:
@@ -318,6 +391,10 @@ def _source_archive(path: Path) -> str:
             for file in sorted([top] if top.is_file() else top.rglob("*")):
                 if file.is_file() and not skip.search(str(file)):
                     archive.add(file, arcname=f"{ARCHIVE_TOP}/{file.relative_to(REPO).as_posix()}")
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(f"{ARCHIVE_TOP}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
     return _sha256(path)
 
 
@@ -333,7 +410,7 @@ def test_build_without_context_fails_without_agent_source(tools: Tools, base: st
     shutil.copy(REPO / "Dockerfile.builder", tmp_path / "Dockerfile")
     args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel}
     built = imagelib.build(
-        tools.buildah, tmp_path / "Dockerfile", tmp_path, "localhost/igd-nocontext:test", args, check=False
+        tools.buildah, tmp_path / "Dockerfile", tmp_path, imagelib.checkout_tag("igd-nocontext"), args, check=False
     )
     assert built.returncode != 0
     assert "the build context has no agent" in built.output and "AGENT_SOURCE" in built.output, built.output[-3000:]
@@ -349,7 +426,7 @@ def test_build_without_context_takes_the_agent_from_agent_source(
         tools.buildah,
         tmp_path / "Dockerfile",
         tmp_path,
-        "localhost/igd-kmm:test",
+        imagelib.checkout_tag("igd-kmm"),
         {**args, "AGENT_SOURCE_SHA256": "0" * 64},
         check=False,
     )
@@ -358,13 +435,72 @@ def test_build_without_context_takes_the_agent_from_agent_source(
         tools.buildah,
         tmp_path / "Dockerfile",
         tmp_path,
-        "localhost/igd-kmm:test",
+        imagelib.checkout_tag("igd-kmm"),
         {**args, "AGENT_SOURCE_SHA256": sha256},
     )
     with imagelib.mounted(tools.buildah, built.tag) as root:
         kmm = load_tree(root).manifest
     image = load_tree(driver_root).manifest
     assert {m.name: m.srcversion for m in kmm.modules} == {m.name: m.srcversion for m in image.modules}
+    imagelib.run([tools.podman, *imagelib.STORAGE, "rmi", built.tag], check=False)
+
+
+# --- CA_BUNDLE: a TLS-intercepting proxy's CA reaches every download of the build (issue 11, F9) ---
+
+
+def _driver_source_tarball(path: Path, top: str) -> str:
+    """The test driver's sources as a release-like tarball under ``top/``; its sha256."""
+    with gzip.GzipFile(path, "wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as archive:
+        for file in sorted((REPO / "tests/driver").iterdir()):
+            if file.is_file() and (file.suffix in (".c", ".h") or file.name in ("Kbuild", "Makefile")):
+                archive.add(file, arcname=f"{top}/{file.name}")
+    return _sha256(path)
+
+
+def test_ca_bundle_reaches_the_agent_source_and_the_agents_own_downloads(
+    tools: Tools, base: str, kernel: str, tmp_path: Path, driver_root: Path
+) -> None:
+    """KMM's build (Dockerfile alone) behind a TLS-intercepting proxy: the agent archive and the driver
+    source are served over HTTPS by two local CAs that only CA_BUNDLE holds. With both CAs in the bundle
+    the build succeeds; without the second, the AGENT's download is the one that fails, naming its URL."""
+    openssl = need_tool("openssl")
+    archive_ca = imagelib.make_local_ca(openssl, tmp_path / "ca-archive")
+    source_ca = imagelib.make_local_ca(openssl, tmp_path / "ca-source")
+    served = tmp_path / "served"
+    served.mkdir()
+    source_sha = _driver_source_tarball(served / "testgpu-src.tar.gz", "testgpu-src")
+    shutil.copy(REPO / "Dockerfile.builder", tmp_path / "Dockerfile")
+    host_store = imagelib.HOST_CA_BUNDLE.read_bytes() if imagelib.HOST_CA_BUNDLE.is_file() else b""
+    both, archive_only = tmp_path / "both.pem", tmp_path / "archive-only.pem"
+    both.write_bytes(host_store + archive_ca.ca_cert.read_bytes() + source_ca.ca_cert.read_bytes())
+    archive_only.write_bytes(host_store + archive_ca.ca_cert.read_bytes())
+    with imagelib.https_server(served, source_ca) as source_address:
+        source_url = f"https://{source_address}/testgpu-src.tar.gz"
+        recipe = (REPO / RECIPE).read_text()
+        pinned = recipe.replace(
+            'url = "../driver"\nsha256 = ""\ntop_folder = ""',
+            f'url = "{source_url}"\nsha256 = "{source_sha}"\ntop_folder = "testgpu-src"',
+        )
+        assert pinned != recipe, "the test recipe's [source] table changed: update this test"
+        archive_sha = _source_archive(served / "agent.tar.gz", {"tests/recipes/testgpu-https.toml": pinned.encode()})
+        with imagelib.https_server(served, archive_ca) as archive_address:
+            args = {
+                "BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel, "RECIPE": "tests/recipes/testgpu-https.toml",
+                "AGENT_SOURCE": f"https://{archive_address}/agent.tar.gz", "AGENT_SOURCE_SHA256": archive_sha,
+            }  # fmt: skip
+            tag = imagelib.checkout_tag("igd-cabundle")
+            refused = imagelib.build(
+                tools.buildah, tmp_path / "Dockerfile", tmp_path, tag, args, check=False, ca_bundle=archive_only
+            )
+            built = imagelib.build(tools.buildah, tmp_path / "Dockerfile", tmp_path, tag, args, ca_bundle=both)
+    assert refused.returncode != 0
+    assert "intel-gpu-agent, version" in refused.output, "the archive (first CA) was fetched and installed"
+    assert f"TLS verification failed for {source_url}" in refused.output, refused.output[-3000:]
+    with imagelib.mounted(tools.buildah, built.tag) as root:
+        tree = load_tree(root).manifest
+    assert (tree.inputs["source"], tree.inputs["source_digest"]) == (source_url, source_sha)
+    image = load_tree(driver_root).manifest
+    assert {m.name: m.srcversion for m in tree.modules} == {m.name: m.srcversion for m in image.modules}
     imagelib.run([tools.podman, *imagelib.STORAGE, "rmi", built.tag], check=False)
 
 

@@ -18,8 +18,9 @@ from fakehost import FakeHost
 from agent.discovery.node import NodeFacts, discover
 from agent.host.runner import Completed, Runner
 from agent.lifecycle.engine import Lifecycle, Target
+from agent.lifecycle.faults import FaultInjector
 from agent.lifecycle.firmware import Firmware
-from agent.lifecycle.journal import FaultInjector, Journal
+from agent.lifecycle.journal import Journal
 from agent.lifecycle.modules import Modules
 from agent.lifecycle.verify import Kmsg, Verifier
 from agent.metrics import Metrics
@@ -44,8 +45,20 @@ def srcversion(name: str, flavour: str = "tree") -> str:
     return hashlib.sha256(f"{flavour}:{name}".encode()).hexdigest()[:23].upper()
 
 
-def make_tree(root: Path, *, kernel: str = KERNEL, drop_firmware: str = "", signed: bool = False) -> DriverTree:
-    """A driver tree shaped like `build`'s output, with the test driver's real firmware blobs."""
+def make_tree(
+    root: Path,
+    *,
+    kernel: str = KERNEL,
+    drop_firmware: str = "",
+    signed: bool = False,
+    in_tree_deps: Sequence[str] = (),
+    no_srcversion: Sequence[str] = (),
+) -> DriverTree:
+    """A driver tree shaped like `build`'s output, with the test driver's real firmware blobs.
+
+    ``in_tree_deps``: the kernel's own modules the main module needs (as the real i915 needs drm).
+    ``no_srcversion``: modules built without MODULE_VERSION (the real mei-gsc): no srcversion.
+    """
     updates = root / "opt/lib/modules" / kernel / "updates"
     updates.mkdir(parents=True)
     modules = []
@@ -57,10 +70,10 @@ def make_tree(root: Path, *, kernel: str = KERNEL, drop_firmware: str = "", sign
                 name=name,
                 path=f"opt/lib/modules/{kernel}/updates/{name}.ko",
                 sha256=hashlib.sha256(ko.read_bytes()).hexdigest(),
-                srcversion=srcversion(name),
+                srcversion="" if name in no_srcversion else srcversion(name),
                 vermagic=f"{kernel} SMP mod_unload modversions",
                 version=VERSION if name == "testgpu" else "",
-                depends=deps,
+                depends=(*deps, *in_tree_deps) if name == "testgpu" else deps,
             )
         )
     (updates.parent / "modules.dep").write_text(
@@ -111,9 +124,19 @@ class FakeKernel(Runner):
     ``log_after_load``: a line logged after a successful load (e.g. an "Unknown symbol" warning).
     """
 
-    def __init__(self, host: FakeHost, *, fail: Mapping[str, str] | None = None, log_after_load: str = "") -> None:
+    def __init__(
+        self,
+        host: FakeHost,
+        *,
+        fail: Mapping[str, str] | None = None,
+        log_after_load: str = "",
+        in_tree_deps: Sequence[str] = (),
+        no_srcversion: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         self.host = host
+        self.in_tree_deps = tuple(in_tree_deps)
+        self.no_srcversion = frozenset(no_srcversion)
         self.fail = dict(fail or {})
         self.log_after_load = log_after_load
         self.calls: list[list[str]] = []
@@ -130,9 +153,14 @@ class FakeKernel(Runner):
         with (self.host.root / "dev/kmsg").open("a") as f:
             f.write(f"3,{self.seq},{self.seq * 100},-;{message}\n")
 
-    def insert(self, name: str, srcver: str, version: str = "") -> None:
-        self.host.module(name, srcversion=srcver, version=version)
+    def insert(self, name: str, srcver: str, version: str = "", *, taint: str = "") -> None:
+        self.host.module(name, srcversion=srcver, version=version, taint=taint)
         self.log(f"{name}: loaded")
+
+    def insert_ours(self, name: str) -> None:
+        """A module from the tree: out of tree and unsigned ("OE"), with the tree's srcversion if it has one."""
+        srcver = "" if name in self.no_srcversion else srcversion(name)
+        self.insert(name, srcver, VERSION if name == "testgpu" else "", taint="OE")
 
     def remove(self, name: str) -> None:
         mods = self.modules()
@@ -216,26 +244,41 @@ class FakeKernel(Runner):
             if errors:
                 raise CommandError(args, 1, "\n".join(errors))
             return Completed(args, 0, "", 0.0)
-        if args[0] == "modprobe" and "-d" in args:
+        if args[0] == "depmod":  # depmod -b BASE KERNEL: the index of what was staged there
+            base, kernel = Path(args[2]), args[3]
+            folder = base / "lib/modules" / kernel
+            names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.ko"))
+            (folder / "modules.dep").write_text("".join(f"{n}:\n" for n in names))
+            return Completed(args, 0, "", 0.0)
+        if args[0] == "modprobe" and "-S" in args:
             name = args[args.index("-S") + 2]
             if name in self.fail:
                 for dep in DEPS[name]:
                     if dep not in self.modules():
-                        self.insert(dep, srcversion(dep))
+                        self.insert_ours(dep)
                 self.log(self.fail[name])
                 raise CommandError(args, 1, f"modprobe: ERROR: could not insert '{name}': Unknown symbol in module")
+            missing = [d for d in self.in_tree_deps if name == "testgpu" and d not in self.modules()]
             for dep in DEPS[name]:
                 if dep not in self.modules():
-                    self.insert(dep, srcversion(dep))
+                    self.insert_ours(dep)
+            if missing:  # what the real kernel says when drm is not loaded and modules.dep does not name it
+                for dep in missing:
+                    self.log(f"{name}: Unknown symbol {dep}_dev_register (err -2)")
+                raise CommandError(args, 1, f"modprobe: ERROR: could not insert '{name}': Unknown symbol in module")
+            for dep in DEPS[name]:
                 self.hold(dep, name)
-            self.insert(name, srcversion(name), VERSION if name == "testgpu" else "")
+            self.insert_ours(name)
+            for dep in self.in_tree_deps if name == "testgpu" else ():
+                self.hold(dep, name)
             if self.log_after_load:
                 self.log(self.log_after_load)
             if name == "testgpu":
                 self.bind_gpu("testgpu")
             return Completed(args, 0, "", 0.0)
-        if args[0] == "modprobe":
-            name = args[1]
+        if args[0] == "modprobe":  # the node's own modules: modprobe -d <host root> NAME
+            assert args[1:3] == ["-d", str(self.host.root)], f"an in-tree modprobe outside the host root: {args}"
+            name = args[3]
             if name == "i915":
                 if "drm" not in self.modules():
                     self.insert("drm", srcversion("drm", "in-tree"))
@@ -274,15 +317,13 @@ class Crash(BaseException):
     """Raised where INTEL_GPU_AGENT_FAULT would SIGKILL the process."""
 
 
-class RaisingFaults(FaultInjector):
-    """The fault hook, raising ``Crash`` instead of killing the test process."""
+def _raise_crash(point: str) -> None:
+    raise Crash(point)
 
-    def point(self, when: str, kind: str) -> None:
-        if not self._kind or when != self._when or kind != self._kind:
-            return
-        self._seen[kind] = self._seen.get(kind, 0) + 1
-        if self._seen[kind] == self._nth:
-            raise Crash(f"{when}:{kind}#{self._nth}")
+
+def raising_faults(spec: str | None) -> FaultInjector:
+    """The fault hook, raising ``Crash`` instead of killing the test process."""
+    return FaultInjector(spec, die=_raise_crash)
 
 
 @dataclass
@@ -301,7 +342,7 @@ class Node:
         kmsg = Kmsg(paths.dev_kmsg)
         return Lifecycle(
             host=paths,
-            journal=Journal(paths.state_dir / "journal.json", faults=RaisingFaults(fault)),
+            journal=Journal(paths.state_dir / "journal.json", root=paths.root, faults=raising_faults(fault)),
             firmware=Firmware(host=paths),
             modules=Modules(host=paths, runner=self.kernel),
             verifier=Verifier(host=paths, kmsg=kmsg, stop=threading.Event(), gpu_deadline=gpu_deadline, poll=0.01),
@@ -313,7 +354,22 @@ class Node:
         return discover(self.host.paths, use_udev=False, driver_module="testgpu")
 
 
-def make_node(tmp_path: Path, *, in_tree_i915: bool = True, gpu: bool = True, **kernel: object) -> Node:
+def make_node(
+    tmp_path: Path,
+    *,
+    in_tree_i915: bool = True,
+    gpu: bool = True,
+    in_tree_deps: Sequence[str] = (),
+    no_srcversion: Sequence[str] = (),
+    **kernel: object,
+) -> Node:
+    """A Debian node; ``in_tree_deps`` makes the driver need the kernel's own modules (drm), which the node has."""
     host = debian_node(tmp_path / "host", gpu=gpu, in_tree_i915=in_tree_i915)
-    tree = make_tree(tmp_path / "tree")
-    return Node(host, FakeKernel(host, **kernel), Target(tree, recipe()), tmp_path, Metrics())  # type: ignore[arg-type]
+    if in_tree_deps:
+        host.write(
+            f"lib/modules/{KERNEL}/modules.dep",
+            "".join(f"kernel/drivers/gpu/drm/{d}.ko:\n" for d in (*in_tree_deps, "i915/i915")),
+        )
+    tree = make_tree(tmp_path / "tree", in_tree_deps=in_tree_deps, no_srcversion=no_srcversion)
+    fake = FakeKernel(host, in_tree_deps=in_tree_deps, no_srcversion=no_srcversion, **kernel)  # type: ignore[arg-type]
+    return Node(host, fake, Target(tree, recipe()), tmp_path, Metrics())

@@ -13,27 +13,43 @@ import pytest
 from lifecycle.fakes import Node, make_node, recipe, snapshot
 
 from agent.health import HealthServer, Readiness
+from agent.kube.cluster import NoCluster, NodeState, Wanted
 from agent.lifecycle.daemon import Daemon, DaemonSettings
 from agent.lifecycle.signals import stop_on_signals
 from agent.lifecycle.source import TreeSource
 
 
-class Labels:
-    def __init__(self) -> None:
-        self.states: list[str] = []
+class FakeCluster(NoCluster):
+    """The cluster as the daemon sees it: what was published, and what SIGTERM's question answers."""
 
-    def publish(self, state: str) -> None:
-        self.states.append(state)
+    def __init__(self, *, in_cluster: bool = False, wanted: Wanted = Wanted.NO) -> None:
+        self.in_cluster = in_cluster  # type: ignore[misc]
+        self.wanted = wanted
+        self.published: list[NodeState] = []
+        self.asked = 0
+
+    @property
+    def states(self) -> list[str]:
+        return [p.state for p in self.published]
+
+    def publish(self, state: NodeState) -> None:
+        self.published.append(state)
+
+    def driver_wanted(self) -> Wanted:
+        self.asked += 1
+        return self.wanted
 
 
 class Running:
     """A daemon in a thread, its stop event, readiness, labels and HTTP port."""
 
-    def __init__(self, node: Node, settings: DaemonSettings, tree: Path | None = None) -> None:
+    def __init__(
+        self, node: Node, settings: DaemonSettings, tree: Path | None = None, cluster: FakeCluster | None = None
+    ) -> None:
         self.node = node
         self.stop = threading.Event()
         self.readiness = Readiness()
-        self.labels = Labels()
+        self.labels = cluster or FakeCluster()
         self.health = HealthServer("127.0.0.1:0", node.metrics, self.readiness)
         engine = node.engine()
         engine.verifier.stop = self.stop
@@ -49,7 +65,7 @@ class Running:
             discover=node.facts,
             metrics=node.metrics,
             readiness=self.readiness,
-            labeler=self.labels,
+            cluster=self.labels,
             health=self.health,
             stop=self.stop,
             settings=settings,
@@ -95,11 +111,12 @@ def test_ready_then_sigterm_unloads_and_exits_0(tmp_path: Path) -> None:
     assert run.state("ready") == 1
     assert "intel_gpu_driver_ready 1.0" in run.http("/metrics")[1]
     assert run.labels.states == ["loading", "ready"]
-    assert node.metrics.value("intel_gpu_driver_host_changes") == 5
+    assert node.metrics.value("intel_gpu_driver_host_changes") == 6
 
     assert run.finish() == 0
     assert snapshot(node.host) == before
     assert run.state("stopped") == 1
+    assert run.labels.states[-1] == "unloaded" and "6 host changes undone" in run.labels.published[-1].reason
 
 
 def test_a_held_module_blocks_the_unload_until_the_deadline_then_exit_4(tmp_path: Path) -> None:
@@ -197,3 +214,77 @@ def test_pod_of_a_process_from_its_cgroup(kind: str) -> None:
     )
     assert pod_of(text) == (uid, cid[:12])
     assert pod_of("0::/user.slice/session-1.scope\n") == ("", "")
+
+
+def test_a_full_disk_during_apply_rolls_back_keeps_running_and_retries(tmp_path: Path) -> None:
+    """Repro of F2 for `run`: an OSError in apply killed the daemon (exit 1), so the pod would crash-loop."""
+    import subprocess
+
+    node = make_node(tmp_path)
+    folder = node.host.root / "var/lib/firmware"
+    folder.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(folder)], check=True)
+    try:
+        run = Running(node, DaemonSettings(blocked_retry=0.05))
+        # Polled: between two retries the daemon is not ready and says why (each attempt rolls back first).
+        run.wait(lambda: "No space left on device" in run.readiness.get()[1], "the reason in /readyz")
+        assert run.thread.is_alive(), "no crash loop"
+        assert run.labels.states[:2] == ["loading", "failed"]
+        subprocess.run(["umount", str(folder)], check=True)  # room again: the next retry loads
+        run.wait(lambda: run.readiness.get()[0], "ready after the retry")
+        assert run.finish() == 0
+    finally:
+        subprocess.run(["umount", str(folder)], check=False, capture_output=True)
+
+
+def _journal_phase(node: Node) -> str:
+    import json
+
+    return str(json.loads((node.host.paths.state_dir / "journal.json").read_text())["phase"])
+
+
+@pytest.mark.parametrize("wanted", [Wanted.YES, Wanted.UNKNOWN])
+def test_a_restart_in_a_cluster_hands_the_driver_over_and_the_next_agent_adopts_it(
+    tmp_path: Path, wanted: Wanted
+) -> None:
+    """SIGTERM while the DaemonSet stays (a restart, a rolling update), or when the API cannot be asked."""
+    node = make_node(tmp_path)
+    cluster = FakeCluster(in_cluster=True, wanted=wanted)
+    run = Running(node, DaemonSettings(), cluster=cluster)
+    run.wait(lambda: run.readiness.get()[0], "ready")
+    loaded = snapshot(node.host)
+
+    assert run.finish() == 0
+    assert cluster.asked == 1
+    assert snapshot(node.host) == loaded, "the driver stays loaded, firmware and path in place"
+    assert _journal_phase(node) == "handed_over"
+    assert run.state("handed_over") == 1 and "unloaded" not in cluster.states
+
+    calls = len(node.kernel.calls)
+    again = Running(node, DaemonSettings(), cluster=FakeCluster(in_cluster=True, wanted=Wanted.NO))
+    again.wait(lambda: again.readiness.get()[0], "ready again")
+    assert len(node.kernel.calls) == calls, "adopted: nothing reloaded"
+    assert node.metrics.value("intel_gpu_driver_host_changes") == 0
+    assert again.finish() == 0, "the DaemonSet is gone now: unload"
+    assert "testgpu" not in snapshot(node.host)["modules"]
+
+
+def test_an_uninstall_in_a_cluster_unloads(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    before = snapshot(node.host)
+    cluster = FakeCluster(in_cluster=True, wanted=Wanted.NO)
+    run = Running(node, DaemonSettings(), cluster=cluster)
+    run.wait(lambda: run.readiness.get()[0], "ready")
+    assert run.finish() == 0
+    assert snapshot(node.host) == before and cluster.states[-1] == "unloaded"
+
+
+@pytest.mark.parametrize(("policy", "unloads"), [("unload", True), ("keep", False)])
+def test_on_stop_unload_or_keep_never_asks_the_cluster(tmp_path: Path, policy: str, unloads: bool) -> None:
+    node = make_node(tmp_path)
+    cluster = FakeCluster(in_cluster=True, wanted=Wanted.YES if unloads else Wanted.NO)
+    run = Running(node, DaemonSettings(on_stop=policy), cluster=cluster)
+    run.wait(lambda: run.readiness.get()[0], "ready")
+    assert run.finish() == 0
+    assert cluster.asked == 0
+    assert ("testgpu" in snapshot(node.host)["modules"]) is not unloads

@@ -18,10 +18,16 @@ def test_apply_places_firmware_sets_the_path_swaps_i915_and_loads_in_order(node:
 
     assert outcome.verification.ok and not outcome.warm
     assert outcome.verification.render_nodes == ("renderD128",)
-    calls = [" ".join(c[:1] + c[-2:]) if c[0] == "modprobe" else " ".join(c) for c in node.kernel.calls]
-    assert calls == ["rmmod i915", "modprobe testgpu enable_guc=3"]
-    modprobe = node.kernel.calls[1]
-    assert modprobe[:5] == ["modprobe", "-d", str(node.target.tree.root / "opt"), "-S", "6.1.0-57-amd64"]
+    calls = [" ".join(c[:1] + c[-2:]) if c[0] == "modprobe" else c[0] for c in node.kernel.calls]
+    assert calls == ["rmmod", "depmod", "modprobe testgpu enable_guc=3"]
+    staged = node.host.paths.staged_modules_dir
+    (base,) = staged.iterdir()
+    assert node.kernel.calls[1] == ["depmod", "-b", str(base), "6.1.0-57-amd64"]
+    modprobe = node.kernel.calls[2]
+    assert modprobe[:5] == ["modprobe", "-d", str(base), "-S", "6.1.0-57-amd64"], "a checked copy, not the tree"
+    for module in node.target.tree.manifest.modules:
+        copy = base / module.path.removeprefix("opt/")
+        assert copy.read_bytes() == (node.target.tree.root / module.path).read_bytes()
     state = snapshot(node.host)
     assert state["firmware_path"] == b"/var/lib/firmware"
     raw = (node.host.root / "sys/module/firmware_class/parameters/path").read_bytes()
@@ -34,7 +40,7 @@ def test_apply_places_firmware_sets_the_path_swaps_i915_and_loads_in_order(node:
     journal = json.loads((node.host.paths.state_dir / "journal.json").read_text())
     assert journal["phase"] == "applied"
     assert [c["kind"] for c in journal["changes"]] == [
-        "firmware_path", "firmware_file", "firmware_file", "module_removed", "module_loaded",
+        "firmware_path", "firmware_file", "firmware_file", "module_removed", "module_tree_staged", "module_loaded",
     ]  # fmt: skip
     assert all(c["status"] == "done" for c in journal["changes"])
     assert journal["changes"][-1]["data"]["loaded"] == ["testgpu_compat", "testgpu_vsec", "testgpu"]
@@ -46,11 +52,12 @@ def test_undo_puts_the_node_back_as_it_was(node: Node) -> None:
 
     undone = node.engine().undo()
 
-    assert undone == 5
+    assert undone == 6
     after = snapshot(node.host)
     assert after["modules"].keys() == before["modules"].keys()
     assert after == before
     assert not (node.host.paths.state_dir / "journal.json").exists()
+    assert not node.host.paths.staged_modules_dir.exists(), "the staged copy is gone too"
 
 
 def test_undo_removes_our_modules_with_one_rmmod_holders_first(node: Node) -> None:
@@ -264,3 +271,24 @@ def test_status_reports_the_journal_and_the_host(node: Node) -> None:
     assert status["loaded"]["testgpu"]["srcversion"] == srcversion("testgpu")
     assert status["firmware_path"] == "/var/lib/firmware"
     assert [c["kind"] for c in status["changes"]][-1] == "module_loaded"
+
+
+def test_a_module_built_without_srcversion_is_told_from_the_kernels_own_by_its_taint(tmp_path: Path) -> None:
+    """The real backport's mei-gsc has no srcversion, and neither has Debian's: "" == "" made the in-tree
+    copy pass for ours, so it was never removed and the backport's never loaded."""
+    import dataclasses
+
+    node = make_node(tmp_path, no_srcversion=("testgpu_vsec",))
+    node.host.module("testgpu_vsec")  # the kernel's own copy, loaded before: no srcversion, no taint
+    target = Target(node.target.tree, dataclasses.replace(node.target.recipe, replaces=("i915", "testgpu_vsec")))
+    before = snapshot(node.host)
+
+    node.engine().apply(target, node.facts())
+
+    rmmods = [sorted(c[1:]) for c in node.kernel.calls if c[0] == "rmmod"]
+    assert rmmods == [["i915", "testgpu_vsec"]], "the kernel's own copy is removed with i915"
+    taint = (node.host.root / "sys/module/testgpu_vsec/taint").read_text().strip()
+    assert taint == "OE", "the tree's copy is loaded now"
+    assert node.engine().warm(target), "and recognised as ours by a restart"
+    node.engine().undo()
+    assert snapshot(node.host) == before, "the kernel's own copy is back"

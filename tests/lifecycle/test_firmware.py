@@ -11,7 +11,7 @@ from lifecycle.fakes import Node, snapshot
 
 from agent.discovery.security import read_firmware_path
 from agent.host.paths import HostPaths
-from agent.lifecycle.firmware import write_path
+from agent.lifecycle.changes.firmware_path import write_path
 from agent.lifecycle.labels import LABEL, ApiServerLabels, NoLabels, labeler_for
 
 GUC = "var/lib/firmware/testgpu/testgpu_guc_1.0.bin"
@@ -42,8 +42,8 @@ def test_an_identical_file_placed_by_someone_else_is_left_alone(node: Node) -> N
     node.engine().apply(node.target, node.facts())
     journal = json.loads((node.host.paths.state_dir / "journal.json").read_text())
     assert [c["data"]["path"] for c in journal["changes"] if c["kind"] == "firmware_file"] == [
-        str(node.host.root / "var/lib/firmware/testgpu/testgpu_huc_1.0.bin")
-    ]
+        "/var/lib/firmware/testgpu/testgpu_huc_1.0.bin"
+    ], "the node's own path, whatever the host root"
     node.engine().undo()
     assert (node.host.root / GUC).read_bytes() == blob
 
@@ -52,9 +52,9 @@ def test_the_path_is_written_without_newline_and_reset_with_a_nul(tmp_path: Path
     host = HostPaths(tmp_path)
     host.firmware_class_path.parent.mkdir(parents=True)
     host.firmware_class_path.write_text("\n")
-    write_path(host, "/var/lib/firmware")
+    write_path(host.firmware_class_path, "/var/lib/firmware")
     assert host.firmware_class_path.read_bytes() == b"/var/lib/firmware"
-    write_path(host, "")
+    write_path(host.firmware_class_path, "")
     # sysfs ignores an empty write; one NUL byte empties the parameter (checked on the real kernel).
     assert host.firmware_class_path.read_bytes() == b"\x00"
     assert read_firmware_path(host) == ""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from vm.conftest import tool, vm, vm_kernel  # noqa: F401 - the VM harness's fixtures, shared
+from vm.conftest import tool, vm, vm_612, vm_kernel, vm_kernel_612  # noqa: F401 - the VM harness's fixtures, shared
 from vm.kernel import Kernel
 
 REPO = Path(__file__).resolve().parents[2]

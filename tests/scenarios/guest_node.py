@@ -31,8 +31,8 @@ MODULES = ("testgpu", "testgpu_compat", "testgpu_vsec")
 LOGS = Path("/run/scenario-logs")
 
 
-def setup(*, gpu: bool = True) -> None:
-    """Loopback up (the agent serves on it) and, unless ``gpu`` is False, the fake GPU."""
+def setup(*, gpu: bool = True, driver: str = "testgpu") -> None:
+    """Loopback up (the agent serves on it) and, unless ``gpu`` is False, the fake GPU bound to ``driver``."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=False)
     if not gpu:
         return
@@ -42,10 +42,10 @@ def setup(*, gpu: bool = True) -> None:
     (device / "drm/renderD128").mkdir(parents=True)
     for name, value in (("vendor", "0x8086"), ("device", "0x56c0"), ("class", "0x038000"), ("numa_node", "-1")):
         (device / name).write_text(value + "\n")
-    driver = PCI / ".drivers/testgpu"
-    driver.mkdir(parents=True)
-    (driver / "module").symlink_to("/sys/module/testgpu")
-    (device / "driver").symlink_to(driver)
+    bound = PCI / ".drivers" / driver
+    bound.mkdir(parents=True)
+    (bound / "module").symlink_to(f"/sys/module/{driver}")
+    (device / "driver").symlink_to(bound)
 
 
 def agent_argv(command: str, *args: str) -> list[str]:

@@ -53,7 +53,7 @@ def test_a_run_loads_from_the_tree_with_firmware_through_the_path(
     metrics = got["a.metrics"]
     assert _metric(metrics, "intel_gpu_driver_ready") == 1.0
     assert _metric(metrics, 'intel_gpu_driver_state{state="ready"}') == 1.0
-    assert _metric(metrics, "intel_gpu_driver_host_changes") == 4.0  # path, 2 files, modprobe
+    assert _metric(metrics, "intel_gpu_driver_host_changes") == 5.0  # path, 2 files, staged modules, modprobe
 
 
 def test_a_sigterm_unloads_removes_firmware_restores_the_path_exit_0(boot: tuple[VmResult, dict[str, Any]]) -> None:

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vm.kernel import Kernel, KernelError, file_sha256
+from vm.kernel import Kernel, KernelError, file_sha256, module_name
 
 INIT_SCRIPT = Path(__file__).resolve().parent / "init.sh"
 # What the guest needs before it can mount the host root: the virtio PCI transport, 9p over virtio, overlay.
+# Built in on some kernels (6.12 builds virtio_pci in), modules on others: modules.builtin says which.
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
 # The busybox applets /init uses; each becomes a link in /bin.
 APPLETS = ("sh", "mount", "insmod", "mkdir", "cat", "cut", "echo", "poweroff", "switch_root")
@@ -22,25 +23,18 @@ APPLETS = ("sh", "mount", "insmod", "mkdir", "cat", "cut", "echo", "poweroff", "
 LAYOUT_VERSION = "1"
 
 
-def module_name(path: str) -> str:
-    """The kernel's name for a module file: basename without .ko[.xz|.gz|.zst], '-' as '_'."""
-    base = path.rsplit("/", 1)[-1]
-    return base.split(".ko", 1)[0].replace("-", "_")
-
-
 def resolve_modules(kernel: Kernel, wanted: Iterable[str]) -> list[Path]:
     """Module files for ``wanted`` and their dependencies, in an order insmod accepts (deps first).
 
     Reads modules.dep directly; modules built into the kernel (modules.builtin) need no file.
     """
+    builtin = kernel.builtin_modules()
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
     for line in (kernel.modules / "modules.dep").read_text().splitlines():
         target, _, rest = line.partition(":")
         deps[target] = rest.split()
         by_name[module_name(target)] = target
-    builtin_file = kernel.modules / "modules.builtin"
-    builtin = {module_name(x) for x in builtin_file.read_text().split()} if builtin_file.exists() else set()
 
     ordered: list[str] = []
 

@@ -14,8 +14,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-# Environment variable naming the kernel release to test against (default: the newest installed).
+# Environment variable naming the release of the DEFAULT kernel (the default series' pick otherwise).
 KERNEL_ENV = "VM_KERNEL"
+# The series every test boots unless it asks for another: Debian 12's own kernel (linux-image-amd64).
+DEFAULT_SERIES = "6.1"
+# The series the harness knows by name: Debian 12's kernel and its backports kernel (linux-image-6.12-amd64).
+SERIES = ("6.1", "6.12")
 
 
 class KernelError(RuntimeError):
@@ -48,40 +52,92 @@ class Kernel:
         """The kbuild folder out-of-tree modules build against (`make -C <headers> M=...`)."""
         return self.modules / "build"
 
+    @property
+    def series(self) -> str:
+        """The upstream series the release belongs to: "6.1" for 6.1.0-57-amd64, "6.12" for 6.12.117+deb12-amd64."""
+        return kernel_series(self.release)
+
+    def builtin_modules(self) -> frozenset[str]:
+        """The modules built into the image (modules.builtin), by the kernel's name ('-' as '_').
+
+        Which modules are built in differs between kernels (6.12 builds virtio_pci in, 6.1 does not):
+        these need no file and no insmod.
+        """
+        listing = self.modules / "modules.builtin"
+        if not listing.is_file():
+            return frozenset()
+        return frozenset(module_name(line) for line in listing.read_text().split())
+
 
 def _version_key(release: str) -> list[tuple[int, str]]:
     return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", release) if part]
 
 
-def find_kernel(release: str | None = None, *, root: Path = Path("/")) -> Kernel:
-    """The kernel named by ``release`` (or $VM_KERNEL), else the newest with an image in /boot.
+def module_name(path: str) -> str:
+    """The kernel's name for a module file: basename without .ko[.xz|.gz|.zst], '-' as '_'."""
+    return path.rsplit("/", 1)[-1].split(".ko", 1)[0].replace("-", "_")
+
+
+def kernel_series(release: str) -> str:
+    """The "MAJOR.MINOR" series of a kernel release, e.g. "6.12" for "6.12.117+deb12-amd64"."""
+    found = re.match(r"(\d+)\.(\d+)(?!\d)", release)
+    if found is None:
+        raise KernelError(f"kernel release {release!r} does not start with MAJOR.MINOR")
+    return f"{found[1]}.{found[2]}"
+
+
+def installed_kernels(root: Path = Path("/")) -> list[str]:
+    """Releases with both an image in /boot and a modules folder, oldest first (by version, not by text)."""
+    modules_root = root / "lib/modules"
+    boot = root / "boot"
+    if not modules_root.is_dir():
+        return []
+    return sorted((d.name for d in modules_root.iterdir() if (boot / f"vmlinuz-{d.name}").is_file()), key=_version_key)
+
+
+def find_kernel(release: str | None = None, *, series: str | None = None, root: Path = Path("/")) -> Kernel:
+    """One installed kernel, chosen by exact release or by series, never "the newest installed".
+
+    - ``release``: exactly that release;
+    - ``series`` ("6.1", "6.12"): the newest installed release of that series (Debian's point
+      releases move, so no test names one);
+    - neither: $VM_KERNEL if set, else the newest of ``DEFAULT_SERIES`` (what every test boots unless
+      it asks for another kernel).
 
     Never the running kernel's release: the machine running the tests is not the kernel under test.
     """
-    wanted = release or os.environ.get(KERNEL_ENV) or None
-    modules_root = root / "lib/modules"
-    boot = root / "boot"
-    candidates = sorted(
-        (d.name for d in modules_root.iterdir() if (boot / f"vmlinuz-{d.name}").is_file())
-        if modules_root.is_dir()
-        else (),
-        key=_version_key,
-    )
-    if wanted is not None:
-        if wanted not in candidates:
+    if release is not None and series is not None:
+        raise ValueError("name a release or a series, not both")
+    candidates = installed_kernels(root)
+    modules_root, boot = root / "lib/modules", root / "boot"
+    installed = ", ".join(candidates) or "none"
+    if release is None and series is None:
+        release = os.environ.get(KERNEL_ENV) or None
+        series = None if release else DEFAULT_SERIES
+    if release is not None:
+        if release not in candidates:
             raise KernelError(
-                f"kernel {wanted} is not installed with an image in {boot} and modules in {modules_root}; "
-                f"installed: {', '.join(candidates) or 'none'} (apt-get install linux-image-{wanted})"
+                f"kernel {release} is not installed with an image in {boot} and modules in {modules_root}; "
+                f"installed: {installed} (apt-get install linux-image-{release} linux-headers-{release})"
             )
-        chosen = wanted
-    elif candidates:
-        chosen = candidates[-1]
+        chosen = release
     else:
-        raise KernelError(
-            f"no kernel with both {boot}/vmlinuz-* and {modules_root}/*: "
-            "apt-get install linux-image-amd64 linux-headers-amd64"
-        )
+        assert series is not None
+        in_series = [r for r in candidates if re.match(rf"{re.escape(series)}(?!\d)", r)]
+        if not in_series:
+            raise KernelError(
+                f"no {series} kernel with both {boot}/vmlinuz-* and {modules_root}/*; installed: {installed} "
+                f"(apt-get install {series_packages(series)})"
+            )
+        chosen = in_series[-1]
     return Kernel(release=chosen, vmlinuz=boot / f"vmlinuz-{chosen}", modules=modules_root / chosen)
+
+
+def series_packages(series: str) -> str:
+    """The Debian 12 packages that install the newest kernel and headers of a series."""
+    if series == DEFAULT_SERIES:
+        return "linux-image-amd64 linux-headers-amd64"
+    return f"linux-image-{series}-amd64 linux-headers-{series}-amd64"
 
 
 def file_sha256(path: Path) -> str:

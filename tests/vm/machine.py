@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":  # `python tests/vm/machine.py CMD ...`: tests/ holds the vm package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from vm.initramfs import cached_initramfs
 from vm.kernel import Kernel, cached_vmlinux, find_kernel
 
@@ -286,5 +289,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO / "tests"))
     raise SystemExit(main(sys.argv[1:]))
