@@ -122,7 +122,13 @@ class App:
         proxies = ProxySettings.from_env(
             os.environ, http=config.http_proxy, https=config.https_proxy, no_proxy=config.no_proxy
         )
-        fetcher = Fetcher(cache_dir=config.cache_dir, proxies=proxies, ca_bundle=config.ca_bundle, stop=stop)
+        fetcher = Fetcher(
+            cache_dir=config.cache_dir,
+            proxies=proxies,
+            ca_bundle=config.ca_bundle,
+            stop=stop,
+            deadline=config.download_timeout,
+        )
         builder = Builder(
             host=self.host,
             runner=runner,

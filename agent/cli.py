@@ -161,7 +161,13 @@ def recipes(app: Any, as_json: bool) -> None:
     help="A mirror of the firmware repository's raw files: URL with {file} (and {tag}); default: the recipe's.",
 )
 @no_compat_fixes_option
-@option("--jobs", env="JOBS", type=int, default=None, help="Parallel make jobs (default: CPUs available).")
+@option(
+    "--jobs",
+    env="JOBS",
+    type=int,
+    default=None,
+    help="Parallel make jobs (default: what the CPUs and the memory limit allow).",
+)
 @option("--cache-dir", env="CACHE_DIR", default=None, help="Downloads and unpacked sources (default <state>/cache).")
 @option("--work-dir", env="WORK_DIR", default=None, help="Build folders and logs (default <cache-dir>/build).")
 @option("--http-proxy", env="HTTP_PROXY", default=None, help="Proxy for http:// (default: HTTP_PROXY).")
@@ -170,6 +176,13 @@ def recipes(app: Any, as_json: bool) -> None:
 @option("--ca-bundle", env="CA_BUNDLE", default=None, help="Extra CA certificates to trust (TLS-intercepting proxies).")
 @option("--sign-key", env="SIGN_KEY", default=None, help="Private key to sign modules with (Secure Boot).")
 @option("--sign-cert", env="SIGN_CERT", default=None, help="Certificate of --sign-key.")
+@option(
+    "--download-timeout",
+    env="DOWNLOAD_TIMEOUT",
+    type=float,
+    default=None,
+    help="Seconds one download may take, retries included (default 1800); then exit 4.",
+)
 @json_option
 @click.pass_obj
 def build(app: Any, /, as_json: bool, **options: Any) -> None:

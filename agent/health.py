@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+from agent.errors import TransientError, UsageError
+from agent.logs import get_logger
 from agent.metrics import Metrics
+
+log = get_logger(__name__)
+# A scraper that went away mid-request: an event, not an error of ours.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -37,16 +47,66 @@ def parse_listen(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - a pod serves its metrics port
 
 
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer whose handler failures are log events (stderr carries the JSON log only)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], family: int) -> None:
+        self.address_family = family  # read by TCPServer.__init__ when it makes the socket: IPv6 too
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback to stderr here; say what happened as one structured event."""
+        error = sys.exc_info()[1]
+        client = _client(client_address)
+        if isinstance(error, CLIENT_GONE):
+            log.info("http_client_gone", client=client, error=f"{type(error).__name__}: {error}")
+        else:
+            log.exception("http_handler_failed", client=client, error=f"{type(error).__name__}: {error}")
+
+
+def _client(address: Any) -> str:
+    try:
+        return f"{address[0]}:{address[1]}"
+    except (TypeError, IndexError):
+        return str(address)
+
+
+def _bind(address: str, handler: type[BaseHTTPRequestHandler]) -> _Server:
+    """The server bound to ``address``; what the network says no to becomes a typed error naming --listen."""
+    try:
+        host, port = parse_listen(address)
+    except ValueError as e:
+        raise UsageError(f"--listen: {e}") from e
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise UsageError(
+            f"--listen {address}: the host {host!r} does not resolve ({e.strerror})",
+            hint="give an IP address of this node, or 0.0.0.0:PORT for every address",
+        ) from e
+    try:
+        return _Server((str(sockaddr[0]), int(sockaddr[1])), handler, family)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise TransientError(
+                f"--listen {address}: {host}:{port} is in use by another process",
+                hint="another agent (or an old pod on the host network) may still hold it; retry, or pick another port",
+            ) from e
+        raise UsageError(
+            f"cannot listen on {host}:{port} (--listen {address}): {e.strerror or e}",
+            hint="give an address of this node, or 0.0.0.0:PORT",
+        ) from e
+
+
 class HealthServer:
     """A small threaded HTTP server; ``port`` is the bound port (useful with port 0 in tests)."""
 
     def __init__(
         self, address: str, metrics: Metrics, readiness: Readiness, alive: Callable[[], bool] = lambda: True
     ) -> None:
-        host, port = parse_listen(address)
-        handler = _handler(metrics, readiness, alive)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = _bind(address, _handler(metrics, readiness, alive))
         # A short poll interval: shutdown() waits up to one interval, and SIGTERM-to-exit is a target.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="health-http", daemon=True

@@ -31,6 +31,7 @@ class BuildConfig:
     no_proxy: str | None = None
     ca_bundle: Path | None = None
     signing: SigningKey | None = None
+    download_timeout: float | None = None
     firmware_files_url: str | None = None
     compat_fixes: bool = True
 
@@ -55,6 +56,7 @@ def make_build_config(
     ca_bundle: str | None = None,
     sign_key: str | None = None,
     sign_cert: str | None = None,
+    download_timeout: float | None = None,
     firmware_files_url: str | None = None,
     no_compat_fixes: bool = False,
 ) -> BuildConfig:
@@ -67,6 +69,8 @@ def make_build_config(
         raise UsageError("--kernel (INTEL_GPU_AGENT_KERNEL) is required: the kernel release to build for")
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if download_timeout is not None and not download_timeout > 0:
+        raise UsageError(f"--download-timeout must be a positive number of seconds, got {download_timeout}")
     if headers and not Path(headers).is_dir():
         raise UsageError(f"--headers {headers} is not a folder")
     if ca_bundle and not Path(ca_bundle).is_file():
@@ -88,6 +92,7 @@ def make_build_config(
         no_proxy=no_proxy,
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         signing=SigningKey.from_options(sign_key, sign_cert),
+        download_timeout=download_timeout,
         firmware_files_url=firmware_files_url or None,
         compat_fixes=not no_compat_fixes,
     )

@@ -29,7 +29,7 @@ from agent.build.sources import (
     verify_file,
 )
 from agent.errors import CommandError, StopRequestedError, UsageError
-from agent.host.files import sha256_file
+from agent.host.files import sha256_file, writes_under
 from agent.logs import get_logger
 from agent.tree import AppliedFix, DriverTree, Manifest, write_manifest
 
@@ -51,8 +51,10 @@ DEFAULT_STEP_TIMEOUT = 3 * 3600.0
 
 
 def default_jobs() -> int:
-    """The CPUs this process may run on (cgroup cpusets and taskset count, not the machine's total)."""
-    return max(1, len(os.sched_getaffinity(0)))
+    """The jobs the CPUs this process may run on and its memory limit allow (agent/build/jobs.py)."""
+    from agent.build.jobs import default_jobs as sized
+
+    return sized()
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,10 @@ class Builder:
             )
             firmware_source = self._firmware_source(recipe, inputs)
             build_dir, output, applied = self._compile(recipe, inputs, kernel_dir, log_path)
-            tree, notes = self._collect(
-                recipe, inputs, kernel_dir, build_dir, out, firmware_source=firmware_source, applied=applied
-            )
+            with writes_under(out.parent):  # a full or read-only disk under --out: say so, keep the old tree
+                tree, notes = self._collect(
+                    recipe, inputs, kernel_dir, build_dir, out, firmware_source=firmware_source, applied=applied
+                )
         seconds = time.monotonic() - started
         log.info(
             "build_done",

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from agent.errors import IntegrityError, UsageError
-from agent.host.files import CHUNK, read_optional, sha256_file
+from agent.errors import HostFullError, HostWriteError, IntegrityError, UsageError
+from agent.host.files import CHUNK, WRITE_ERRNOS, read_optional, sha256_file, writes_under
 
 if TYPE_CHECKING:
     import tarfile
@@ -164,39 +162,44 @@ def _inside(path: PurePosixPath) -> bool:
 
 
 def safe_extract(tarball: Path, dest: Path) -> None:
-    """Extract ``tarball`` into the new folder ``dest`` after checking every member; all or nothing."""
+    """Extract ``tarball`` into the new folder ``dest`` after checking every member; all or nothing.
+
+    The staging folder is locked while it is filled, so that the staging folders of killed
+    extractions (SIGKILL, the memory limit) are removed by the next one, and a live one never.
+    """
     import tarfile
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.extract-"))
-    try:
-        try:
-            with tarfile.open(tarball, "r:*") as archive:
-                members = archive.getmembers()
-                for member in members:
-                    check_member(member, tarball=tarball)
-                # The data filter re-checks every member; it is the second lock on the same door.
-                # Python before 3.11.4 (Debian 12's 3.11.2, the driver image's) has no filters.
-                if hasattr(tarfile, "data_filter"):
-                    archive.extractall(staging, members=members, filter="data")
-                else:
-                    archive.extractall(staging, members=members)  # noqa: S202 - every member checked above
-        except (tarfile.TarError, EOFError, OSError) as e:
-            if isinstance(e, IntegrityError):
-                raise
-            raise UsageError(
-                f"cannot extract {tarball}: {e}", hint="is it a tar archive (.tar, .tar.gz, .tar.xz)?"
-            ) from e
-        try:
-            os.replace(staging, dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-            # Another build unpacked the same sha256 first: theirs is as good as ours.
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    from agent.build.leftovers import held_folder, sweep
+
+    with writes_under(dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sweep(dest.parent, ".*.extract-*")
+        with held_folder(dest.parent, prefix=f".{dest.name}.extract-") as staging:
+            try:
+                with tarfile.open(tarball, "r:*") as archive:
+                    members = archive.getmembers()
+                    for member in members:
+                        check_member(member, tarball=tarball)
+                    # The data filter re-checks every member; it is the second lock on the same door.
+                    # Python before 3.11.4 (Debian 12's 3.11.2, the driver image's) has no filters.
+                    if hasattr(tarfile, "data_filter"):
+                        archive.extractall(staging, members=members, filter="data")
+                    else:
+                        archive.extractall(staging, members=members)  # noqa: S202 - every member checked above
+            except (tarfile.TarError, EOFError, OSError) as e:
+                if isinstance(e, IntegrityError | HostWriteError | HostFullError) or (
+                    isinstance(e, OSError) and e.errno in WRITE_ERRNOS
+                ):
+                    raise
+                raise UsageError(
+                    f"cannot extract {tarball}: {e}", hint="is it a tar archive (.tar, .tar.gz, .tar.xz)?"
+                ) from e
+            try:
+                os.replace(staging, dest)
+            except OSError:
+                if not dest.is_dir():
+                    raise
+                # Another build unpacked the same sha256 first: theirs is as good as ours (ours goes on exit).
 
 
 def content_root(folder: Path, spec: InputSpec) -> Path:

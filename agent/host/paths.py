@@ -56,10 +56,24 @@ class HostPaths:
     def proc_cmdline(self) -> Path:
         return self.proc / "cmdline"
 
+    @property
+    def proc_self_cgroup(self) -> Path:
+        """This process's cgroups (meaningful with root "/": a container's own, not the host's)."""
+        return self.proc / "self/cgroup"
+
+    @property
+    def proc_meminfo(self) -> Path:
+        return self.proc / "meminfo"
+
     # --- sysfs --------------------------------------------------------------------------------
     @property
     def sys(self) -> Path:
         return self.root / "sys"
+
+    @property
+    def cgroup_fs(self) -> Path:
+        """Where the cgroup filesystems are mounted (v2 itself, or one folder per v1 controller)."""
+        return self.sys / "fs/cgroup"
 
     @property
     def pci_devices(self) -> Path:

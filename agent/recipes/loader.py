@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from agent.errors import RecipeError, UsageError
 from agent.host.paths import module_key
+from agent.names import module_name_problem, name_problem, relative_path_problem
 from agent.recipes import RELEASES_DIR
 from agent.recipes.model import (
     ABSENT,
@@ -46,6 +47,9 @@ class _Table:
         self.prefix = prefix
         self.data = data
         self.used: set[str] = set()
+        # Every table read below this one: load_recipe reports their unread keys at the end, so a key
+        # is accepted exactly when some reader asked for it.
+        self.children: list[_Table] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -73,7 +77,9 @@ class _Table:
         return tuple(values)
 
     def table(self, name: str, default: dict[str, Any] | None = None) -> _Table:
-        return _Table(self.file, f"{self.key(name)}.", self.get(name, dict, default))
+        child = _Table(self.file, f"{self.key(name)}.", self.get(name, dict, default))
+        self.children.append(child)
+        return child
 
     def tables(self, name: str, default: list[Any] | None = None) -> list[_Table]:
         items = self.get(name, list, default)
@@ -82,7 +88,35 @@ class _Table:
             if not isinstance(item, dict):
                 raise self.fail(f"{name}[{i}]", f"expected a table, got {_kind_name(type(item))}")
             out.append(_Table(self.file, f"{self.key(name)}[{i}].", item))
+        self.children.extend(out)
         return out
+
+    def name(self, key: str) -> str:
+        """A string that becomes one folder or file name (a tag): never '/', '..' or a leading '.'."""
+        value = self.get(key, str)
+        problem = name_problem(value)
+        if problem:
+            raise self.fail(key, problem)
+        return value
+
+    def relative_path(self, key: str, default: str | None = None) -> str:
+        """A string that is joined to a folder: a relative path of plain names ('' when optional and absent)."""
+        value = self.get(key, str, default)
+        if value == "" and default == "":
+            return value
+        problem = relative_path_problem(value)
+        if problem:
+            raise self.fail(key, problem)
+        return value
+
+    def module_names(self, key: str, default: list[str] | None = None) -> tuple[str, ...]:
+        """Kernel module names: each becomes /sys/module/<name> and a modprobe argument."""
+        values = self.strings(key, default)
+        for i, value in enumerate(values):
+            problem = module_name_problem(value)
+            if problem:
+                raise self.fail(f"{key}[{i}]", problem)
+        return values
 
     def sha256(self, name: str, *, allow_empty: bool = False) -> str:
         value = self.get(name, str)
@@ -97,6 +131,12 @@ class _Table:
         if unknown:
             raise self.fail(unknown[0], "unknown key" + (f" (also: {', '.join(unknown[1:])})" if unknown[1:] else ""))
 
+    def done_all(self) -> None:
+        """``done`` for this table and every table read below it: no key goes unread unnoticed."""
+        self.done()
+        for child in self.children:
+            child.done_all()
+
 
 def _kind_name(kind: type) -> str:
     return {str: "a string", int: "an integer", list: "a list", dict: "a table", bool: "true/false"}.get(
@@ -107,11 +147,22 @@ def _kind_name(kind: type) -> str:
 def load_recipe(path: Path) -> Recipe:
     """Load and validate one recipe file; raise ``RecipeError`` naming the key at fault."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as e:
         raise RecipeError(str(path), "(file)", f"cannot read: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecipeError(
+            str(path), "(file)", f"not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start} (save it as UTF-8)"
+        ) from e
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(str(path), "(syntax)", str(e)) from e
+    except RecursionError as e:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise RecipeError(str(path), "(syntax)", "arrays or tables nested too deep") from e
     top = _Table(path, "", data)
     schema = top.get("schema", int)
     if schema != SCHEMA:
@@ -127,7 +178,7 @@ def load_recipe(path: Path) -> Recipe:
     release = _release_marker(source_table)  # before _archive closes the table
     source = replace(_archive(source_table, firmware=False), release=release)
     fw = top.table("firmware")
-    firmware_tag = fw.get("tag", str)
+    firmware_tag = fw.name("tag")
     firmware_files = tuple(_firmware_file(t) for t in fw.tables("files", []))
     firmware = replace(_archive(fw, firmware=True), files_url=_files_url(fw))
     not_needed = _firmware_not_needed(fw, {f.name for f in firmware_files})
@@ -140,7 +191,7 @@ def load_recipe(path: Path) -> Recipe:
         name=name,
         title=top.get("title", str),
         stream=stream,
-        driver_tag=top.get("driver_tag", str),
+        driver_tag=top.name("driver_tag"),
         released=top.get("released", str),
         source=source,
         firmware=firmware,
@@ -153,7 +204,7 @@ def load_recipe(path: Path) -> Recipe:
         firmware_not_needed=not_needed,
         compat_fixes=_compat_fixes(top),
     )
-    top.done()
+    top.done_all()
     return recipe
 
 
@@ -184,6 +235,9 @@ def _modules(modules: _Table) -> dict[str, Any]:
     params = modules.table("parameters", {})
     parameters = []
     for module in sorted(params.data):
+        problem = module_name_problem(module)
+        if problem:
+            raise params.fail(module, problem)
         table = params.table(module)
         parameters.append((module, tuple((k, _param_value(table, k)) for k in sorted(table.data))))
         table.done()
@@ -192,8 +246,8 @@ def _modules(modules: _Table) -> dict[str, Any]:
         "main_module": main,
         "version_marker": modules.get("version_marker", str, "backported"),
         "load_order": load_order,
-        "replaces": modules.strings("replaces", []),
-        "after": modules.strings("after", []),
+        "replaces": modules.module_names("replaces", []),
+        "after": modules.module_names("after", []),
         "parameters": tuple(parameters),
         "module_files": files,
     }
@@ -225,8 +279,8 @@ def _archive(table: _Table, *, firmware: bool) -> Archive:
         url=url,
         # A local folder (test recipes) has no single checksum; every remote input is pinned.
         sha256=table.sha256("sha256", allow_empty=not remote),
-        top_folder=table.get("top_folder", str, ""),
-        subdir=table.get("subdir", str, "") if firmware else "",
+        top_folder=table.relative_path("top_folder", ""),
+        subdir=table.relative_path("subdir", "") if firmware else "",
     )
     if not firmware:
         table.done()
@@ -234,9 +288,7 @@ def _archive(table: _Table, *, firmware: bool) -> Archive:
 
 
 def _firmware_file(table: _Table) -> FirmwareFile:
-    name = table.get("name", str)
-    if name.startswith("/") or ".." in name.split("/"):
-        raise table.fail("name", f"must be a relative path inside the firmware folder: {name!r}")
+    name = table.relative_path("name")
     size = table.get("bytes", int)
     if size <= 0:
         raise table.fail("bytes", f"must be positive, got {size}")
@@ -364,8 +416,8 @@ def _module_file(table: _Table) -> ModuleFile:
     name = table.get("name", str)
     if not MODULE_NAME.match(name):
         raise table.fail("name", f"not a module name: {name!r}")
-    path = table.get("path", str)
-    if not re.search(r"\.ko(\.xz|\.zst|\.gz)?$", path) or path.startswith("/") or ".." in path.split("/"):
+    path = table.relative_path("path")
+    if not re.search(r"\.ko(\.xz|\.zst|\.gz)?$", path):
         raise table.fail("path", f"must be a relative path to a .ko (or .ko.xz/.ko.zst) file: {path!r}")
     item = ModuleFile(name=name, path=path, optional=table.get("optional", bool, False))
     table.done()

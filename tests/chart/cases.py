@@ -68,4 +68,20 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "privileged": {"agent.privileged": True, "agent.caBundle.configMap": "corporate-ca"},
     "no-uninstall-hook": {"uninstall.enabled": False},
+    "digests": {
+        "local.image": "my.registry.acme.com/intel-gpu-driver",
+        "driver.prebuiltKernels": ["5.15.0-135-generic"],
+        "driver.image.digests": {"5.15.0-135-generic": "sha256:" + "1" * 64},
+        "driver.buildImage.digest": "sha256:" + "2" * 64,
+        "agent.image.digest": "sha256:" + "3" * 64,
+        "uninstall.image.digest": "sha256:" + "4" * 64,
+    },
+    "kmm-digest": {**KMM, "agent.image.digest": "sha256:" + "3" * 64},
+    "networkpolicy-metrics": {
+        "networkpolicy.metrics.from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
+            {"ipBlock": {"cidr": "10.1.0.0/16"}},
+        ]
+    },
+    "networkpolicy-metrics-closed": {"networkpolicy.metrics.from": []},
 }

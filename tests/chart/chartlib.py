@@ -67,10 +67,13 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def render(chart: Path, values: dict[str, Any], *, kube_version: str | None = None) -> list[Doc]:
-    """helm template with the given values (for a Kubernetes version); every object, hooks included."""
+def render(
+    chart: Path, values: dict[str, Any], *, kube_version: str | None = None, api_versions: tuple[str, ...] = ()
+) -> list[Doc]:
+    """helm template with the given values (for a Kubernetes version and the API kinds a cluster serves)."""
     version = ["--kube-version", kube_version] if kube_version else []
-    result = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *version, *set_args(values))
+    apis = [arg for api in api_versions for arg in ("--api-versions", api)]
+    result = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *version, *apis, *set_args(values))
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 

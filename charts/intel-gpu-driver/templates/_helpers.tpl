@@ -32,8 +32,44 @@ app.kubernetes.io/component: agent
 {{- .Values.driver.image.repository | default .Values.local.image -}}
 {{- end -}}
 
+{{/* An image reference from {repository, tag, digest}: repository[:tag][@digest]; a digest pins the content. */}}
+{{- define "igd.image" -}}
+{{- $ref := .repository -}}
+{{- with .tag }}{{ $ref = printf "%s:%s" $ref . }}{{ end -}}
+{{- with .digest }}{{ $ref = printf "%s@%s" $ref . }}{{ end -}}
+{{- $ref -}}
+{{- end -}}
+
 {{- define "igd.agentImage" -}}
-{{- printf "%s:%s" .Values.agent.image.repository (.Values.agent.image.tag | default .Chart.AppVersion) -}}
+{{- $image := .Values.agent.image -}}
+{{- include "igd.image" (dict "repository" $image.repository "tag" ($image.tag | default .Chart.AppVersion) "digest" $image.digest) -}}
+{{- end -}}
+
+{{/* The build-on-node image: driver.buildImage, else the agent image's toolchain variant (same tag + "-toolchain"). */}}
+{{- define "igd.buildImage" -}}
+{{- $build := .Values.driver.buildImage -}}
+{{- $repository := $build.repository | default .Values.agent.image.repository -}}
+{{- $tag := $build.tag | default .Chart.AppVersion -}}
+{{- if not $build.repository }}{{ $tag = printf "%s-toolchain" (.Values.agent.image.tag | default .Chart.AppVersion) }}{{ end -}}
+{{- include "igd.image" (dict "repository" $repository "tag" $tag "digest" $build.digest) -}}
+{{- end -}}
+
+{{/* The prebuilt driver image of one kernel: (dict "root" $ "kernel" KVER). */}}
+{{- define "igd.driverImage" -}}
+{{- $root := .root -}}
+{{- $tag := printf "%s-%s" $root.Values.recipe.driverTag .kernel -}}
+{{- $digest := get ($root.Values.driver.image.digests | default dict) .kernel -}}
+{{- include "igd.image" (dict "repository" (include "igd.driverRepository" $root) "tag" $tag "digest" $digest) -}}
+{{- end -}}
+
+{{- define "igd.uninstallImage" -}}
+{{- $image := .Values.uninstall.image -}}
+{{- include "igd.image" (dict "repository" $image.repository "tag" $image.tag "digest" $image.digest) -}}
+{{- end -}}
+
+{{/* The node labels the agent writes (agent/lifecycle/labels.py), as a CEL list's items. */}}
+{{- define "igd.agentLabels" -}}
+'gpu-driver.intel.com/state'
 {{- end -}}
 
 {{- define "igd.registrySecretName" -}}
