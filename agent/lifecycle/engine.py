@@ -20,7 +20,7 @@ from agent.lifecycle.changes import ChangeContext, HostChange, host_write_error
 from agent.lifecycle.changes.dependencies_loaded import DependenciesLoaded
 from agent.lifecycle.changes.module_loaded import ModuleLoaded
 from agent.lifecycle.changes.module_removed import InTreeModuleRemoved
-from agent.lifecycle.changes.tree_staged import TreeStaged
+from agent.lifecycle.changes.tree_staged import RECIPE, TreeStaged
 from agent.lifecycle.firmware import Firmware
 from agent.lifecycle.journal import DONE, Journal
 from agent.lifecycle.modules import (
@@ -36,6 +36,7 @@ from agent.lifecycle.modules import (
 from agent.lifecycle.preflight import check_dependencies, preflight
 from agent.lifecycle.verify import Kmsg, Verification, Verifier
 from agent.logs import get_logger
+from agent.recipes.loader import load_recipe
 from agent.recipes.model import Recipe
 from agent.tree import DriverTree, load_tree
 
@@ -147,16 +148,18 @@ class Lifecycle:
             journal.update(boot_id=self.boot_id, phase=phase)
             log.info("journal_from_previous_boot", dropped=[c.key for c in gone])
 
-    def recover(self, target: Target | None) -> None:
-        """Make the journal current: drop what a reboot undid; undo a different driver's changes."""
+    def recover(self, target: Target | None, *, keep: frozenset[str] = frozenset()) -> None:
+        """Make the journal current: drop what a reboot undid; undo a different driver's changes
+        (all but the changes whose keys are in ``keep``: an upgrade's kept tree)."""
         journal = self.journal
         if not journal.exists:
             return
         journal.require_known()
         self.forget_previous_boot()
-        if target is not None and journal.entries and journal.header.tree_digest != target.digest:
+        others = [c for c in journal.changes if c.key not in keep]
+        if target is not None and others and journal.header.tree_digest != target.digest:
             log.info("journal_other_driver", was=journal.header.tree_digest, now=target.digest)
-            self.undo()
+            self.undo(keep=keep)
         if journal.phase in ("applying", "undoing"):
             log.info("journal_recovering", phase=journal.phase, changes=len(journal.entries))
 
@@ -174,8 +177,11 @@ class Lifecycle:
         return all(change.in_place(ctx) for change in j.changes)
 
     # --- apply --------------------------------------------------------------------------------
-    def apply(self, target: Target, facts: NodeFacts) -> Outcome:
-        """Preflight, recover, apply each change journaled first, verify; any failure rolls back and raises."""
+    def apply(self, target: Target, facts: NodeFacts, *, keep: frozenset[str] = frozenset()) -> Outcome:
+        """Preflight, recover, apply each change journaled first, verify; any failure rolls back and raises.
+
+        ``keep``: keys of journaled changes that recovery and rollback leave alone (an upgrade's kept tree).
+        """
         started = time.monotonic()
         # Logged before the first timed step: the logger's own start-up is not a step's duration.
         log.info("apply_started", recipe=target.recipe.name, tree=str(target.tree.root), kernel=facts.kernel.release)
@@ -183,7 +189,7 @@ class Lifecycle:
             preflight(target.tree, target.recipe, facts)
             check_dependencies(self.host, target.tree, target.recipe, self.modules.loaded())
         try:
-            self.recover(target)
+            self.recover(target, keep=keep)
         except OSError as e:
             raise host_write_error(e, "recovering the journal") from e
         if self.warm(target):
@@ -195,11 +201,11 @@ class Lifecycle:
         try:
             changes, verification = self._apply(target)
         except AgentError as e:
-            self.rollback(e)
+            self.rollback(e, keep=keep)
             raise
         except OSError as e:
             error = host_write_error(e, "changing the host")
-            self.rollback(error)
+            self.rollback(error, keep=keep)
             raise error from e
         return Outcome(changes, False, verification, time.monotonic() - started)
 
@@ -353,15 +359,38 @@ class Lifecycle:
             recipe=str(target.recipe.path),
         )
 
-    def rollback(self, cause: AgentError) -> None:
+    def rollback(self, cause: AgentError, *, keep: frozenset[str] = frozenset()) -> None:
         """Undo after a failed apply; a failing undo is logged and leaves the journal for the next start."""
         log.warning("rolling_back", reason=str(cause), changes=len(self.journal.entries))
         try:
-            self.undo()
+            self.undo(keep=keep)
         except AgentError as e:
             log.error("rollback_incomplete", error=str(e), left=[c.key for c in self.journal.changes])
         except OSError as e:
             log.error("rollback_incomplete", error=e.strerror or str(e), left=[c.key for c in self.journal.changes])
+
+    def current(self) -> Target | None:
+        """The driver this journal has in place in this boot, loadable again from its staged copy."""
+        j = self.journal
+        if j.phase not in APPLIED or j.header.boot_id != self.boot_id:
+            return None
+        for staged in j.of_kind(TreeStaged):
+            base = self.host.from_host_path(staged.base)
+            if (base / RECIPE).is_file():
+                return Target(load_tree(base), load_recipe(base / RECIPE))
+        return None
+
+    def unload_blocker(self) -> BusyError | None:
+        """What would make an undo stop at a busy module now (held by a process or another module), or None.
+
+        Asked before an upgrade touches anything, so a held driver is never half unloaded.
+        """
+        ours_loaded: list[str] = []
+        srcversions: dict[str, str] = {}
+        for change in self.journal.of_kind(ModuleLoaded):
+            ours_loaded += change.loaded
+            srcversions.update(change.ours)
+        return self.modules.unload_blocker(ours_loaded, srcversions, self.journal.header.driver_modules)
 
     def hand_over(self) -> int:
         """Leave the driver loaded for the next agent (a restart): the journal says so; nothing is undone."""
@@ -384,10 +413,11 @@ class Lifecycle:
         return ok
 
     # --- undo ---------------------------------------------------------------------------------
-    def undo(self) -> int:
+    def undo(self, *, keep: frozenset[str] = frozenset()) -> int:
         """Walk the journal backwards, reverting and dropping each change; busy modules raise ``BusyError``.
 
-        A journal holding a kind this agent does not know stops here, before anything is touched.
+        A journal holding a kind this agent does not know stops here, before anything is touched. Changes
+        whose keys are in ``keep`` stay, and so does the journal that holds them.
         """
         journal = self.journal
         if not journal.exists:
@@ -399,10 +429,15 @@ class Lifecycle:
         ctx = self.context()
         with self.step("undo"):
             for change in reversed(journal.changes):
+                if change.key in keep:
+                    continue
                 change.undo(ctx)
                 journal.drop(change)
                 undone += 1
-        journal.remove()
+        if journal.entries:
+            journal.update(phase="applying", tree_digest="")  # only kept changes left: no driver is in place
+        else:
+            journal.remove()
         _remove_empty(self.host.firmware_backup_dir)
         log.info("undo_done", changes=undone)
         return undone

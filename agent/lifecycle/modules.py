@@ -139,12 +139,8 @@ class Modules:
 
     def unload(self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]) -> None:
         """rmmod what we loaded (listed, or identified by srcversion), holders first; never forced."""
-        candidates = list(dict.fromkeys([*loaded_by_us, *srcversions]))
         while True:
-            loaded = self.loaded(candidates)
-            targets = [
-                m for m in candidates if m in loaded and (m in loaded_by_us or from_tree(loaded[m], srcversions.get(m)))
-            ]
+            targets, loaded = self._ours_loaded(loaded_by_us, srcversions)
             if not targets:
                 return
             order = removal_order(targets, loaded)
@@ -152,6 +148,28 @@ class Modules:
                 raise BusyError(*self.stuck(targets, loaded, driver_modules), "unload")
             for module in self.rmmod(order, driver_modules, "unload"):
                 log.info("module_unloaded", module=module)
+
+    def unload_blocker(
+        self, loaded_by_us: Sequence[str], srcversions: dict[str, str], driver_modules: Sequence[str]
+    ) -> BusyError | None:
+        """What would stop ``unload`` of the same modules at a busy one now; nothing is run."""
+        targets, loaded = self._ours_loaded(loaded_by_us, srcversions)
+        order = removal_order(targets, loaded)
+        if len(order) == len(targets):
+            return None
+        module, holders = self.stuck([m for m in targets if m not in order], loaded, driver_modules)
+        return BusyError(module, holders, "unload")
+
+    def _ours_loaded(
+        self, loaded_by_us: Sequence[str], srcversions: dict[str, str]
+    ) -> tuple[list[str], dict[str, LoadedModule]]:
+        """Our modules loaded now (listed as loaded by us, or the tree's by srcversion), and what is loaded."""
+        candidates = list(dict.fromkeys([*loaded_by_us, *srcversions]))
+        loaded = self.loaded(candidates)
+        mine = [
+            m for m in candidates if m in loaded and (m in loaded_by_us or from_tree(loaded[m], srcversions.get(m)))
+        ]
+        return mine, loaded
 
     def stuck(
         self, targets: Sequence[str], loaded: dict[str, LoadedModule], driver_modules: Sequence[str]

@@ -6,6 +6,7 @@ Decisions only: the real load, firmware and unload behaviour is proven on a real
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -53,11 +54,13 @@ def make_tree(
     signed: bool = False,
     in_tree_deps: Sequence[str] = (),
     no_srcversion: Sequence[str] = (),
+    build: str = "tree",
 ) -> DriverTree:
     """A driver tree shaped like `build`'s output, with the test driver's real firmware blobs.
 
     ``in_tree_deps``: the kernel's own modules the main module needs (as the real i915 needs drm).
     ``no_srcversion``: modules built without MODULE_VERSION (the real mei-gsc): no srcversion.
+    ``build``: another name makes another build of the same driver (other srcversions and digest).
     """
     updates = root / "opt/lib/modules" / kernel / "updates"
     updates.mkdir(parents=True)
@@ -70,7 +73,7 @@ def make_tree(
                 name=name,
                 path=f"opt/lib/modules/{kernel}/updates/{name}.ko",
                 sha256=hashlib.sha256(ko.read_bytes()).hexdigest(),
-                srcversion="" if name in no_srcversion else srcversion(name),
+                srcversion="" if name in no_srcversion else srcversion(name, build),
                 vermagic=f"{kernel} SMP mod_unload modversions",
                 version=VERSION if name == "testgpu" else "",
                 depends=(*deps, *in_tree_deps) if name == "testgpu" else deps,
@@ -92,7 +95,7 @@ def make_tree(
         recipe="testgpu-1.0",
         driver_tag="testgpu-1.0",
         kernel=kernel,
-        inputs_digest="d" * 64,
+        inputs_digest=hashlib.sha256(build.encode()).hexdigest(),
         modules=tuple(modules),
         firmware=tuple(firmware),
         signed=signed,
@@ -137,6 +140,8 @@ class FakeKernel(Runner):
         self.host = host
         self.in_tree_deps = tuple(in_tree_deps)
         self.no_srcversion = frozenset(no_srcversion)
+        # Builds (manifest inputs_digest) whose load logs an Unknown symbol: they load, then fail verification.
+        self.broken_builds: set[str] = set()
         self.fail = dict(fail or {})
         self.log_after_load = log_after_load
         self.calls: list[list[str]] = []
@@ -157,9 +162,11 @@ class FakeKernel(Runner):
         self.host.module(name, srcversion=srcver, version=version, taint=taint)
         self.log(f"{name}: loaded")
 
-    def insert_ours(self, name: str) -> None:
-        """A module from the tree: out of tree and unsigned ("OE"), with the tree's srcversion if it has one."""
-        srcver = "" if name in self.no_srcversion else srcversion(name)
+    def insert_ours(self, name: str, base: Path) -> None:
+        """A module from the tree at ``base`` (a staged tree's opt/): out of tree and unsigned ("OE"), with
+        the srcversion its manifest names (the real kernel reads it from the .ko)."""
+        manifest = json.loads((base.parent / "manifest.json").read_text())
+        srcver = next(m["srcversion"] for m in manifest["modules"] if m["name"] == name)
         self.insert(name, srcver, VERSION if name == "testgpu" else "", taint="OE")
 
     def remove(self, name: str) -> None:
@@ -251,28 +258,30 @@ class FakeKernel(Runner):
             (folder / "modules.dep").write_text("".join(f"{n}:\n" for n in names))
             return Completed(args, 0, "", 0.0)
         if args[0] == "modprobe" and "-S" in args:
-            name = args[args.index("-S") + 2]
+            name, base = args[args.index("-S") + 2], Path(args[args.index("-d") + 1])
             if name in self.fail:
                 for dep in DEPS[name]:
                     if dep not in self.modules():
-                        self.insert_ours(dep)
+                        self.insert_ours(dep, base)
                 self.log(self.fail[name])
                 raise CommandError(args, 1, f"modprobe: ERROR: could not insert '{name}': Unknown symbol in module")
             missing = [d for d in self.in_tree_deps if name == "testgpu" and d not in self.modules()]
             for dep in DEPS[name]:
                 if dep not in self.modules():
-                    self.insert_ours(dep)
+                    self.insert_ours(dep, base)
             if missing:  # what the real kernel says when drm is not loaded and modules.dep does not name it
                 for dep in missing:
                     self.log(f"{name}: Unknown symbol {dep}_dev_register (err -2)")
                 raise CommandError(args, 1, f"modprobe: ERROR: could not insert '{name}': Unknown symbol in module")
             for dep in DEPS[name]:
                 self.hold(dep, name)
-            self.insert_ours(name)
+            self.insert_ours(name, base)
             for dep in self.in_tree_deps if name == "testgpu" else ():
                 self.hold(dep, name)
             if self.log_after_load:
                 self.log(self.log_after_load)
+            if json.loads((base.parent / "manifest.json").read_text())["inputs_digest"] in self.broken_builds:
+                self.log(f"{name}: Unknown symbol a_symbol_this_build_needs (err -2)")
             if name == "testgpu":
                 self.bind_gpu("testgpu")
             return Completed(args, 0, "", 0.0)

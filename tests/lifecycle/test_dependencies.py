@@ -72,4 +72,4 @@ def test_without_the_dependency_step_the_fake_kernel_refuses_like_the_real_one(t
     from agent.errors import CommandError
 
     with pytest.raises(CommandError, match="Unknown symbol"):
-        node.kernel.run(["modprobe", "-d", "/x", "-S", KERNEL, "testgpu"])
+        node.kernel.run(["modprobe", "-d", str(node.target.tree.modules_base), "-S", KERNEL, "testgpu"])
