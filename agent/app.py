@@ -230,6 +230,7 @@ class App:
         def make_daemon() -> Daemon:
             from agent.health import HealthServer, Readiness
             from agent.lifecycle.daemon import Daemon, DaemonSettings
+            from agent.lifecycle.upgrade import UpgradePolicy
 
             assert metrics is not None, "built with daemon=True"
             readiness = Readiness()
@@ -243,7 +244,12 @@ class App:
                 health=HealthServer(config.listen, metrics, readiness),
                 stop=stop,
                 settings=DaemonSettings(
-                    mode=config.mode, on_stop=config.on_stop, unload_deadline=config.unload_deadline
+                    mode=config.mode,
+                    on_stop=config.on_stop,
+                    unload_deadline=config.unload_deadline,
+                    upgrade=UpgradePolicy(
+                        cordon=config.upgrade_cordon, evict=config.upgrade_evict, timeout=config.upgrade_timeout
+                    ),
                 ),
             )
 

@@ -238,6 +238,28 @@ def lifecycle_options(*, daemon: bool = False) -> Callable[[F], F]:
                 help="SIGTERM: auto unloads only when the cluster wants the driver gone (DaemonSet deleted, node "
                 "out of scope) and hands it over to the next agent on a restart; outside a cluster it unloads.",
             ),
+            option(
+                "--upgrade-cordon/--no-upgrade-cordon",
+                env="UPGRADE_CORDON",
+                default=True,
+                show_default=True,
+                help="A driver change cordons the node first (uncordoned after, only if the agent cordoned it).",
+            ),
+            option(
+                "--upgrade-evict/--no-upgrade-evict",
+                env="UPGRADE_EVICT",
+                default=True,
+                show_default=True,
+                help="A driver change evicts the GPU's pods (PDBs honoured); --no-upgrade-evict waits for them.",
+            ),
+            option(
+                "--upgrade-timeout",
+                env="UPGRADE_TIMEOUT",
+                default=600.0,
+                show_default=True,
+                type=float,
+                help="Seconds the GPU's users may take to go before the node is 'blocked' (old driver kept).",
+            ),
         ]
 
     def decorate(f: F) -> F:

@@ -57,6 +57,11 @@ class Metrics:
             registry=r,
         )
         self.changes = Gauge(f"{PREFIX}_host_changes", "Host changes of the last apply (0: warm restart).", registry=r)
+        self.allocatable = Gauge(
+            f"{PREFIX}_allocatable_gpus",
+            "gpu.intel.com/i915 the node advertises (the device plugin registered), once the driver is ready.",
+            registry=r,
+        )
         self.journal_changes = Gauge(
             f"{PREFIX}_journal_changes", "Host changes recorded in the journal (still to undo).", registry=r
         )

@@ -26,6 +26,9 @@ class LifecycleConfig:
     state_dir: str | None = None  # a host path, as seen on the node
     ca_bundle: Path | None = None  # extra CAs for the downloads of a build on the node
     on_stop: str = "auto"  # SIGTERM: ask the cluster (auto), always unload, or always hand over (keep)
+    upgrade_cordon: bool = True  # a driver change cordons the node first (uncordoned after, if we did)
+    upgrade_evict: bool = True  # ... and evicts the GPU's pods (False: waits for them to go)
+    upgrade_timeout: float = 600.0  # ... for at most this long, then "blocked" with the old driver kept
 
 
 def make_lifecycle_config(
@@ -39,6 +42,9 @@ def make_lifecycle_config(
     state_dir: str | None = None,
     ca_bundle: str | None = None,
     on_stop: str = "auto",
+    upgrade_cordon: bool = True,
+    upgrade_evict: bool = True,
+    upgrade_timeout: float = 600.0,
 ) -> LifecycleConfig:
     """Validate; a bad value raises ``UsageError`` naming the option and its variable."""
     if mode not in MODES:
@@ -59,6 +65,10 @@ def make_lifecycle_config(
         raise UsageError(f"--state-dir ({ENV}STATE_DIR) must be an absolute host path, got {state_dir!r}")
     if on_stop not in ON_STOP:
         raise UsageError(f"--on-stop ({ENV}ON_STOP) must be one of {', '.join(ON_STOP)}, got {on_stop!r}")
+    if not 0 < upgrade_timeout <= 86400:
+        raise UsageError(
+            f"--upgrade-timeout ({ENV}UPGRADE_TIMEOUT) must be between 0 and 86400 seconds, got {upgrade_timeout}"
+        )
     if ca_bundle and not Path(ca_bundle).is_file():
         raise UsageError(f"--ca-bundle ({ENV}CA_BUNDLE) {ca_bundle} is not a file: give a PEM file of CA certificates")
     if mode == "load" and not driver_tree and not recipe:
@@ -73,4 +83,7 @@ def make_lifecycle_config(
         state_dir=state_dir,
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         on_stop=on_stop,
+        upgrade_cordon=upgrade_cordon,
+        upgrade_evict=upgrade_evict,
+        upgrade_timeout=float(upgrade_timeout),
     )

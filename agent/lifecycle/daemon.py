@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.discovery.node import NodeFacts
 from agent.errors import AgentError, BuildError, StopRequestedError, TransientError, UnsupportedHostError
@@ -20,6 +20,8 @@ from agent.lifecycle.engine import Lifecycle, Target
 from agent.lifecycle.holders import Holder
 from agent.lifecycle.modules import BusyError
 from agent.lifecycle.source import TreeSource
+from agent.lifecycle.switch import RolledBackError
+from agent.lifecycle.upgrade import Upgrade, UpgradeBlockedError, UpgradePolicy
 from agent.logs import get_logger
 from agent.metrics import Metrics
 
@@ -43,6 +45,10 @@ class DaemonSettings:
     retry_interval: float = 1.0
     blocked_retry: float = 30.0
     monitor_interval: float = 10.0
+    upgrade: UpgradePolicy = field(default_factory=UpgradePolicy)
+    # After ready: how long the device plugin may take to advertise the GPUs, and how often to look.
+    allocatable_deadline: float = 300.0
+    allocatable_interval: float = 10.0
 
 
 class Daemon:
@@ -71,6 +77,9 @@ class Daemon:
         self.stop = stop
         self.settings = settings
         self.target: Target | None = None
+        self.upgrade = Upgrade(
+            lifecycle=lifecycle, cluster=cluster, policy=settings.upgrade, stop=stop, on_state=self._state
+        )
 
     def run(self) -> int:
         """Bring the node up, wait for the stop event, put the node back; the process exit code."""
@@ -82,6 +91,7 @@ class Daemon:
                 self._monitor()
             else:
                 self._bring_up(started)
+                self._watch_allocatable()
                 self.stop.wait()
             return self._shut_down()
         finally:
@@ -112,7 +122,11 @@ class Daemon:
                 facts = self.discover()
                 self.metrics.observe_node(facts)
                 self.target, _built = self.source.resolve(facts)
-                outcome = self.lifecycle.apply(self.target, facts)
+                current = self.lifecycle.current()
+                if current is not None and current.digest != self.target.digest:
+                    outcome = self.upgrade.run(current, self.target, facts)
+                else:
+                    outcome = self.lifecycle.apply(self.target, facts)
             except UnsupportedHostError as e:
                 log.error("node_unsupported", reason=str(e))
                 self._state("unsupported", str(e))
@@ -123,6 +137,18 @@ class Daemon:
                 self._state("blocked", str(e))
                 self.stop.wait(self.settings.blocked_retry)
                 continue
+            except UpgradeBlockedError as e:
+                log.warning("upgrade_blocked", reason=str(e), pods=[f"{p.namespace}/{p.name}" for p in e.pods])
+                self._export_holders(e.holders)
+                self._state("blocked", str(e))
+                self.stop.wait(self.settings.blocked_retry)
+                continue
+            except RolledBackError as e:
+                # The old driver is loaded and verified again: the GPUs keep working, the failure is named.
+                log.error("upgrade_rolled_back", reason=str(e))
+                self.target = self.lifecycle.current()
+                self._state("ready", f"upgrade failed, the previous driver is loaded again: {e}", ready=True)
+                return
             except StopRequestedError:
                 return
             except BuildError as e:
@@ -151,6 +177,25 @@ class Daemon:
                 seconds=round(time.monotonic() - started, 3),
             )
             return
+
+    def _watch_allocatable(self) -> None:
+        """Once ready in a cluster: the device plugin should advertise gpu.intel.com/i915 > 0 soon. Exported
+        (an alert fires when it stays 0); a warning when the deadline passes without it."""
+        if not self.cluster.in_cluster or not self.readiness.get()[0]:
+            return
+        deadline = time.monotonic() + self.settings.allocatable_deadline
+        while True:
+            count = self.cluster.allocatable_gpus()
+            if count is not None:
+                self.metrics.allocatable.set(count)
+                if count > 0:
+                    log.info("gpus_advertised", allocatable=count)
+                    return
+            if time.monotonic() >= deadline:
+                log.warning("gpus_not_advertised", seconds=self.settings.allocatable_deadline, allocatable=count)
+                return
+            if self.stop.wait(self.settings.allocatable_interval):
+                return
 
     # --- monitor mode -------------------------------------------------------------------------
     def _monitor(self) -> None:
@@ -202,6 +247,7 @@ class Daemon:
         """Hand the driver over (a restart) or undo the journal; a busy module is retried until the
         deadline, then exit 4 (never forced)."""
         self.readiness.set(False, "stopping")
+        self.upgrade.release()
         if self.settings.mode == LOAD and not self._unload_at_stop():
             handed = self.lifecycle.hand_over()
             self.metrics.set_state("handed_over")
