@@ -428,12 +428,11 @@ class Lifecycle:
         undone = 0
         ctx = self.context()
         with self.step("undo"):
-            for change in reversed(journal.changes):
-                if change.key in keep:
-                    continue
-                change.undo(ctx)
-                journal.drop(change)
-                undone += 1
+            for group in _runs_of_one_kind([c for c in reversed(journal.changes) if c.key not in keep]):
+                type(group[0]).undo_all(ctx, group)
+                for change in group:
+                    journal.drop(change)
+                    undone += 1
         if journal.entries:
             journal.update(phase="applying", tree_digest="")  # only kept changes left: no driver is in place
         else:
@@ -469,6 +468,17 @@ class Lifecycle:
             },
             "firmware_path": read_firmware_path(self.host),
         }
+
+
+def _runs_of_one_kind(changes: Sequence[HostChange]) -> list[list[HostChange]]:
+    """Consecutive changes of the same kind, grouped: each group is undone by one call (one modprobe)."""
+    groups: list[list[HostChange]] = []
+    for change in changes:
+        if groups and type(groups[-1][0]) is type(change):
+            groups[-1].append(change)
+        else:
+            groups.append([change])
+    return groups
 
 
 def _remove_empty(folder: Path) -> None:

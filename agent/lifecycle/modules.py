@@ -125,10 +125,12 @@ class Modules:
         except CommandError as e:
             raise LoadError(f"{what} failed: {_why(e)}") from e
 
-    def modprobe_in_tree(self, module: str) -> None:
-        """Load one of the kernel's own modules from the node's module folder (the host's, also in a pod)."""
+    def modprobe_in_tree(self, *modules: str) -> None:
+        """Load the kernel's own ``modules`` from the node's module folder (the host's, also in a pod)."""
         # -d: the node's /lib/modules under the host root; a pod has no /lib/modules of the host's own.
-        self.modprobe(["modprobe", "-d", str(self.host.root), module], what=f"loading the in-tree module {module}")
+        argv = ["modprobe", "-d", str(self.host.root), *(["-a"] if len(modules) > 1 else []), *modules]
+        names = ", ".join(modules)
+        self.modprobe(argv, what=f"loading the in-tree module{'s' if len(modules) > 1 else ''} {names}")
 
     def depmod(self, base: Path, kernel: str) -> None:
         """modules.dep and friends for the modules under ``base`` (`depmod -b`), nothing else."""

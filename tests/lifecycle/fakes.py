@@ -285,16 +285,18 @@ class FakeKernel(Runner):
             if name == "testgpu":
                 self.bind_gpu("testgpu")
             return Completed(args, 0, "", 0.0)
-        if args[0] == "modprobe":  # the node's own modules: modprobe -d <host root> NAME
+        if args[0] == "modprobe":  # the node's own modules: modprobe -d <host root> [-a] NAME...
             assert args[1:3] == ["-d", str(self.host.root)], f"an in-tree modprobe outside the host root: {args}"
-            name = args[3]
-            if name == "i915":
-                if "drm" not in self.modules():
-                    self.insert("drm", srcversion("drm", "in-tree"))
-                self.insert("i915", srcversion("i915", "in-tree"))
-                self.hold("drm", "i915")
-            else:
-                self.insert(name, srcversion(name, "in-tree"))
+            names = args[4:] if args[3] == "-a" else args[3:4]
+            assert len(names) == 1 or args[3] == "-a", f"several modules need -a: {args}"
+            for name in names:
+                if name == "i915":
+                    if "drm" not in self.modules():
+                        self.insert("drm", srcversion("drm", "in-tree"))
+                    self.insert("i915", srcversion("i915", "in-tree"))
+                    self.hold("drm", "i915")
+                else:
+                    self.insert(name, srcversion(name, "in-tree"))
             return Completed(args, 0, "", 0.0)
         raise AssertionError(f"the fake kernel does not know {args}")
 

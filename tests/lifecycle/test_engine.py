@@ -289,5 +289,8 @@ def test_a_module_built_without_srcversion_is_told_from_the_kernels_own_by_its_t
     taint = (node.host.root / "sys/module/testgpu_vsec/taint").read_text().strip()
     assert taint == "OE", "the tree's copy is loaded now"
     assert node.engine().warm(target), "and recognised as ours by a restart"
+    node.kernel.calls.clear()
     node.engine().undo()
     assert snapshot(node.host) == before, "the kernel's own copy is back"
+    restores = [c for c in node.kernel.calls if c[0] == "modprobe"]
+    assert len(restores) == 1 and restores[0][3] == "-a", "both in-tree modules loaded back by one modprobe"

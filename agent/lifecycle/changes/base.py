@@ -108,6 +108,12 @@ class HostChange(ABC):
         """Make several changes of this kind at once (one command for all, where the kind can)."""
         return [change.apply(ctx) for change in changes]
 
+    @classmethod
+    def undo_all(cls, ctx: ChangeContext, changes: Sequence[Self]) -> None:
+        """Revert several changes of this kind, in the order given (one command for all, where it can)."""
+        for change in changes:
+            change.undo(ctx)
+
     # --- the journal record --------------------------------------------------------------------
     def record(self) -> dict[str, Any]:
         """The change as JSON data: its fields, tuples as lists."""

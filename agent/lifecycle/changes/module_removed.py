@@ -50,7 +50,15 @@ class InTreeModuleRemoved(HostChange):
         return current is None or "O" in current.taint or current.srcversion != self.srcversion
 
     def undo(self, ctx: ChangeContext) -> None:
-        if self.module in ctx.loaded():
-            return  # back already, or replaced by ours (whose own change unloads it first)
-        ctx.modules.modprobe_in_tree(self.module)
-        log.info("in_tree_module_restored", module=self.module)
+        self.undo_all(ctx, [self])
+
+    @classmethod
+    def undo_all(cls, ctx: ChangeContext, changes: Sequence[Self]) -> None:
+        """One modprobe loads back every in-tree module that is not back already."""
+        loaded = ctx.loaded()
+        # Back already, or replaced by ours (whose own change unloads it first): nothing to load.
+        missing = [c.module for c in changes if c.module not in loaded]
+        if missing:
+            ctx.modules.modprobe_in_tree(*missing)
+            for module in missing:
+                log.info("in_tree_module_restored", module=module)
