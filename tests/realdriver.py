@@ -84,18 +84,12 @@ def find_kernel_by_series(series: str, *, root: Path = Path("/")) -> str:
     return max(found, key=_version_key)
 
 
-def real_tree(recipe: str, kernel_release: str, *, jobs: int | None = None) -> Path:
-    """The driver tree of ``recipe`` for ``kernel_release``, built with `intel-gpu-agent build` once.
-
-    The tree lives in ``.cache/real-driver/<recipe>/<kernel>/tree``; the agent rebuilds it only when
-    its inputs (recipe, headers, source, firmware, fixes) changed. Callers in several processes wait
-    on one lock per (recipe, kernel) while the first of them builds.
-    """
+def build_command(
+    recipe: str, kernel_release: str, out: Path, *, jobs: int | None = None, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """`intel-gpu-agent build` of the real ``recipe`` from the shared folder (what real_tree runs)."""
     source, firmware = real_inputs(recipe)
-    folder = CACHE / recipe / kernel_release
-    folder.mkdir(parents=True, exist_ok=True)
-    tree = folder / "tree"
-    argv = [
+    return [
         sys.executable,
         "-m",
         "agent",
@@ -107,7 +101,7 @@ def real_tree(recipe: str, kernel_release: str, *, jobs: int | None = None) -> P
         "--kernel",
         kernel_release,
         "--out",
-        str(tree),
+        str(out),
         "--source",
         str(source),
         "--firmware",
@@ -116,7 +110,21 @@ def real_tree(recipe: str, kernel_release: str, *, jobs: int | None = None) -> P
         str(CACHE / "cache"),
         "--jobs",
         str(jobs or len(os.sched_getaffinity(0))),
+        *extra,
     ]
+
+
+def real_tree(recipe: str, kernel_release: str, *, jobs: int | None = None) -> Path:
+    """The driver tree of ``recipe`` for ``kernel_release``, built with `intel-gpu-agent build` once.
+
+    The tree lives in ``.cache/real-driver/<recipe>/<kernel>/tree``; the agent rebuilds it only when
+    its inputs (recipe, headers, source, firmware, fixes) changed. Callers in several processes wait
+    on one lock per (recipe, kernel) while the first of them builds.
+    """
+    folder = CACHE / recipe / kernel_release
+    folder.mkdir(parents=True, exist_ok=True)
+    tree = folder / "tree"
+    argv = build_command(recipe, kernel_release, tree, jobs=jobs)
     with (folder / ".lock").open("a") as lock:
         started = time.monotonic()
         fcntl.flock(lock, fcntl.LOCK_EX)  # blocks while another process builds the same tree

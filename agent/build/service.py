@@ -293,7 +293,6 @@ class Builder:
         self, recipe: Recipe, inputs: _Inputs, kernel_dir: Path, log_path: Path
     ) -> tuple[Path, BuildOutput, tuple[AppliedFix, ...]]:
         from agent.build.diagnose import compile_failure, undefined_symbols
-        from agent.build.fixes import apply_fixes
         from agent.build.make import BuildOutput, Progress, run_steps
 
         source_root = self._unpacked(inputs.source)
@@ -319,15 +318,7 @@ class Builder:
             f"# {recipe.name} ({recipe.driver_tag}) for {inputs.headers.kernel}, headers {inputs.headers.path}\n",
             encoding="utf-8",
         )
-        # The fixes change the per-kernel copy only: the unpacked source stays the release as published.
-        applied = apply_fixes(inputs.fixes, recipe, build_dir)
-        with log_path.open("a", encoding="utf-8") as handle:
-            for fix in applied:
-                handle.write(f"# compat fix {fix.name} applied to {', '.join(fix.files)}: {fix.evidence}\n")
-            for withheld in inputs.fixes.withheld:
-                handle.write(f"# compat fix {withheld.fix.name} needed but turned off: {withheld.evidence}\n")
-        if applied:
-            log.info("compat_fixes_applied", recipe=recipe.name, fixes=[f.name for f in applied])
+        applied = self._apply_fixes(recipe, inputs, build_dir, log_path)
         values = {
             "kernel": inputs.headers.kernel,
             "headers": str(inputs.headers.path),
@@ -375,6 +366,20 @@ class Builder:
         if output.undefined:
             raise undefined_symbols(recipe, inputs.headers, output, log_path)
         return build_dir, output, applied
+
+    def _apply_fixes(self, recipe: Recipe, inputs: _Inputs, build_dir: Path, log_path: Path) -> tuple[AppliedFix, ...]:
+        """The plan's fixes on the per-kernel copy only (the unpacked source stays the release as published)."""
+        from agent.build.fixes import apply_fixes
+
+        applied = apply_fixes(inputs.fixes, recipe, build_dir)
+        with log_path.open("a", encoding="utf-8") as handle:
+            for fix in applied:
+                handle.write(f"# compat fix {fix.name} applied to {', '.join(fix.files)}: {fix.evidence}\n")
+            for withheld in inputs.fixes.withheld:
+                handle.write(f"# compat fix {withheld.fix.name} needed but turned off: {withheld.evidence}\n")
+        if applied:
+            log.info("compat_fixes_applied", recipe=recipe.name, fixes=[f.name for f in applied])
+        return applied
 
     # --- collect --------------------------------------------------------------------------------
     def _collect(

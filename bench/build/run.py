@@ -6,7 +6,7 @@ Runs interleaved in one session so both sides share the machine's state (other j
 each round builds by hand in a fresh copy of tests/driver, then with the agent into a fresh output
 folder (the agent copies the source, builds, strips, runs modinfo and depmod, copies firmware and
 writes the manifest), then times a no-op rebuild of that output. Also times the bare interpreter.
-Prints a Markdown report and, with --write, records it in bench/build/RESULTS.md.
+Prints a Markdown report and, with --write, records it in its section of bench/build/RESULTS.md.
 
 Usage: .venv/bin/python bench/build/run.py [--runs 5] [--jobs N] [--write]
 """
@@ -17,6 +17,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -31,11 +32,16 @@ RECIPE = REPO / "tests" / "recipes" / "testgpu.toml"
 SOURCE_FILES = ("Kbuild", "Makefile", "testgpu.c", "testgpu_compat.c", "testgpu_vsec.c", "testgpu_shared.h")
 
 
-def headers_kernel() -> str:
-    found = sorted(p.name for p in Path("/lib/modules").iterdir() if (p / "build" / "Makefile").is_file())
+def headers_kernel(series: str = "6.1") -> str:
+    """The newest installed kernel of ``series`` with headers (by series: Debian 12 has 6.1 and 6.12 side by side)."""
+    found = [
+        p.name
+        for p in Path("/lib/modules").iterdir()
+        if p.name.startswith(series + ".") and (p / "build" / "Makefile").is_file()
+    ]
     if not found:
-        raise SystemExit("no kernel headers in /lib/modules/*/build (apt-get install linux-headers-amd64)")
-    return found[-1]
+        raise SystemExit(f"no {series} kernel headers in /lib/modules/*/build (apt-get install linux-headers-amd64)")
+    return max(found, key=lambda name: [int(n) for n in re.findall(r"\d+", name)])
 
 
 def timed(argv: list[str], *, env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -105,7 +111,10 @@ def main() -> None:
     report = render(samples, kernel=kernel, jobs=args.jobs, runs=args.runs)
     print(report)
     if args.write:
-        (Path(__file__).parent / "RESULTS.md").write_text(report)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from results import write_section
+
+        write_section("test-driver", report)
 
 
 def api_noop(cache: Path, out: Path, kernel: str, rounds: int = 20) -> list[tuple[float, float]]:
@@ -136,7 +145,7 @@ def render(samples: dict[str, list[tuple[float, float]]], *, kernel: str, jobs: 
     noop_ms = med("noop") * 1000
     load = os.getloadavg()
     lines = [
-        "# Build benchmark",
+        "## The test driver: `build` against `make` by hand, and the no-op rebuild",
         "",
         f"Command: `.venv/bin/python bench/build/run.py --runs {runs} --jobs {jobs} --write`",
         "",

@@ -18,6 +18,14 @@ from agent.build.service import BuildResult
 from build.buildlib import headers_kernel, make_builder, recipe
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logs() -> None:
+    """structlog binds the stderr of the test that first logs; a later test (another capture) needs its own."""
+    from agent import logs
+
+    logs.configure()
+
+
 @pytest.fixture(scope="session")
 def kernel() -> str:
     return headers_kernel()

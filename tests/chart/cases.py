@@ -52,6 +52,7 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "networkpolicy-apiserver-string": {"networkpolicy.apiserver": "10.0.0.1/32"},
     "no-firmware-path-hack": {"firmwareLoadPathHack": False},
+    "no-compat-fixes": {"driver.compatFixes": False},
     "prebuilt-and-build": {
         "local.image": "my.registry.acme.com/intel-gpu-driver",
         "driver.prebuiltKernels": ["5.15.0-135-generic", "6.8.0-56-generic"],

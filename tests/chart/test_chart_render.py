@@ -166,6 +166,14 @@ def test_defaults_build_on_the_node_with_a_narrow_agent(rendered: dict[str, list
     assert mounts["/usr/src"]["readOnly"] is True and mounts["/lib/modules"]["readOnly"] is True
 
 
+def test_compat_fixes_are_on_by_default_and_the_value_turns_them_off(rendered: dict[str, list[Doc]]) -> None:
+    for case, expected in (("defaults", "false"), ("no-compat-fixes", "true")):
+        sets = agent_sets(rendered[case])
+        assert sets, case
+        for ds in sets.values():
+            assert env(ds)["INTEL_GPU_AGENT_NO_COMPAT_FIXES"] == expected, (case, ds["metadata"]["name"])
+
+
 def test_host_is_read_only_except_what_the_agent_writes(rendered: dict[str, list[Doc]]) -> None:
     ds = agent_sets(rendered["defaults"])["intel-gpu-driver-build"]
     mounts = {m["mountPath"]: m for m in container(ds)["volumeMounts"]}

@@ -121,3 +121,120 @@ def test_local_folder_sources_may_omit_sha256(tmp_path: Path) -> None:
         load_recipe(
             write(tmp_path, text.replace('url = "../src"', 'url = "https://example.invalid/x.tgz"'), "remote.toml")
         )
+
+
+# --- what issue 10 added: fixes, the firmware mapping, not-needed firmware, the release line ----------
+REFERENCE_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "data"
+
+
+def test_committed_recipes_are_the_generators_output(tmp_path: Path) -> None:
+    """build/releases/*.toml and agent/data/pci_ids.csv are exactly what scripts/gen-data.py writes."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    if not REFERENCE_DATA.is_dir():
+        pytest.fail(f"the shared reference data is not at {REFERENCE_DATA}: the generator's input")
+    done = subprocess.run(
+        [sys.executable, str(repo / "scripts/gen-data.py"), str(REFERENCE_DATA), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert [str(p) for p in generated] == [
+        "agent/data/pci_ids.csv",
+        "build/releases/i915-1099.12.toml",
+        "build/releases/i915-2350.145.toml",
+        "build/releases/i915-2350.63.toml",
+    ]
+    for relative in generated:
+        assert (tmp_path / relative).read_text() == (repo / relative).read_text(), f"{relative}: run gen-data.py"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_recipe_maps_firmware_to_the_flat_repository_layout(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.firmware.files_url == (
+        "https://raw.githubusercontent.com/intel-gpu/intel-gpu-firmware/{tag}/firmware/{file}"
+    )
+    for fw in recipe.firmware_files:
+        assert fw.file and fw.name == f"i915/{fw.file}", fw
+    assert [u.name for u in recipe.firmware_not_needed] == ["i915/default_iaf.pscbin"]
+    assert recipe.source.release is not None and recipe.source.release.file == "versions"
+    dii, psb = recipe.driver_tag.split("_")[3:]
+    assert recipe.source.release.line == f'BACKPORTS_RELEASE_TAG="I915_{dii}_PSB_{psb}"'
+
+
+def test_shipped_compat_fixes_are_pinned_and_parse() -> None:
+    import hashlib
+
+    from agent.build.fixes import patch_file, read_patch
+
+    wanted = {
+        "i915-2350.145": ["pci-resize-resource-exclude-bars"],
+        "i915-1099.12": ["pci-resize-resource-exclude-bars", "copy-from-user-inatomic-nocache", "page-table-sync-mask"],
+        "i915-2350.63": [],
+    }
+    for recipe in load_recipes().recipes:
+        assert [f.name for f in recipe.compat_fixes] == wanted[recipe.name]
+        for fix in recipe.compat_fixes:
+            path = patch_file(recipe, fix)
+            assert path.parent == RELEASES_DIR.parent / "fixes" and path.name == f"{fix.name}.patch"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == fix.sha256
+            assert read_patch(recipe, fix)
+            assert fix.why and fix.probe.describe()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        (
+            'files_url = "https://raw',
+            'files_url = "http://raw',
+            "firmware.files_url",
+            "must be an https:// URL",
+        ),
+        ("/firmware/{file}", "/firmware/{name}", "firmware.files_url", "must contain {file}"),
+        ('file = "dg2_dmc_ver2_07.bin"', 'file = "../dg2_dmc_ver2_07.bin"', "firmware.files[0].file", "relative path"),
+        ('kind = "parameter"', 'kind = "version"', "compat_fixes[0].probe.kind", "must be one of parameter, absent"),
+        ('header = "include/linux/pci.h"', 'header = "include/linux/pci.c"', "compat_fixes[0].probe.header", ".h"),
+        (
+            'function = "pci_resize_resource"',
+            'function = "pci resize"',
+            "compat_fixes[0].probe.function",
+            "C identifier",
+        ),
+        ('patch = "../fixes/', 'patch = "/etc/fixes/', "compat_fixes[0].patch", "relative to the recipe's folder"),
+        (
+            'name = "pci-resize-resource-exclude-bars"\n',
+            'name = "pci-resize-resource-exclude-bars"\ncolour = "red"\n',
+            "compat_fixes[0].colour",
+            "unknown key",
+        ),
+        (
+            'name = "i915/default_iaf.pscbin"',
+            'name = "i915/dg2_dmc_ver2_07.bin"',
+            "firmware.not_needed[0].name",
+            "also in firmware.files",
+        ),
+        ("line = 'BACKPORTS", "lines = 'BACKPORTS", "source.release.line", "missing"),
+    ],
+)
+def test_broken_new_fields_name_file_key_and_problem(
+    tmp_path: Path, old: str, new: str, key: str, problem: str
+) -> None:
+    assert old in GOOD, old
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(path)
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_recipes_without_the_new_fields_still_load() -> None:
+    """The test recipes have no fixes, no per-file URL and no release line: nothing of it is required."""
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "testgpu.toml")
+    assert recipe.compat_fixes == () and recipe.firmware.files_url == "" and recipe.source.release is None
+    assert all(f.source_file == f.name for f in recipe.firmware_files)

@@ -10,7 +10,7 @@ from agent.discovery.gpus import PciGpu
 from agent.discovery.kernel import KernelInfo, parse_kernel
 from agent.discovery.os_release import parse_os_release
 from agent.recipes.loader import load_recipes
-from agent.support import best, judge
+from agent.support import CompatFixes, best, judge
 
 RECIPES = {r.name: r for r in load_recipes().recipes}
 LTS = RECIPES["i915-2350.145"]
@@ -146,3 +146,71 @@ def test_judge_is_pure() -> None:
     k = ubuntu("5.15.0-135-generic", "5.15.178")
     first = judge(k, UBUNTU_2204, FLEX, LTS)
     assert dataclasses.astuple(first) == dataclasses.astuple(judge(k, UBUNTU_2204, FLEX, LTS))
+
+
+# --- compat fixes in the verdict ------------------------------------------------------------------
+PCI_FIX = "pci-resize-resource-exclude-bars"
+
+
+def test_fixes_keep_a_newer_stable_kernel_at_risk_and_are_named() -> None:
+    k = parse_kernel("6.1.0-57-amd64", version="Debian 6.1.192-1")
+    v = judge(k, DEBIAN, FLEX, LTS, fixes=CompatFixes(needed=(PCI_FIX,)))
+    assert v.verdict == "at-risk"
+    assert v.compat_fixes == (PCI_FIX,)
+    assert f"builds with compat fixes {PCI_FIX}: this kernel's headers need them" in v.reasons[1]
+
+
+def test_a_validated_kernel_that_needs_fixes_is_at_risk_not_supported() -> None:
+    v = judge(parse_kernel("6.6.83"), parse_os_release("ID=arch\n"), FLEX, LTS, fixes=CompatFixes(needed=(PCI_FIX,)))
+    assert v.verdict == "at-risk" and v.compat_fixes == (PCI_FIX,)
+
+
+def test_fixes_turned_off_or_unknown_are_said() -> None:
+    k = parse_kernel("6.1.0-57-amd64", version="Debian 6.1.192-1")
+    off = judge(k, DEBIAN, FLEX, LTS, fixes=CompatFixes(needed=(PCI_FIX,), enabled=False))
+    assert off.compat_fixes == () and off.verdict == "at-risk"
+    assert "turned off (--no-compat-fixes): expect the build to fail" in off.reasons[1]
+    unknown = judge(k, DEBIAN, FLEX, LTS, fixes=CompatFixes(unknown="kernel headers for x are not installed"))
+    assert (
+        unknown.reasons[1] == "cannot tell which compat fixes the build needs: kernel headers for x are not installed"
+    )
+    none = judge(k, DEBIAN, FLEX, LTS, fixes=CompatFixes())
+    assert none.reasons == judge(k, DEBIAN, FLEX, LTS).reasons
+
+
+def _debian_node_with_headers(root):  # type: ignore[no-untyped-def]
+    from fakehost import debian_node
+
+    host = debian_node(root)
+    headers = root / "usr/src/linux-headers-6.1.0-57-amd64"
+    host.write(
+        str((headers / "include/linux/pci.h").relative_to(root)),
+        "int __must_check pci_resize_resource(struct pci_dev *dev, int i, int size,\n\t\t\t\t     int exclude_bars);\n",
+    )
+    return host
+
+
+def test_check_names_the_fixes_from_the_nodes_own_headers(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from agent.cli import main
+
+    _debian_node_with_headers(tmp_path)
+    assert main(["--host-root", str(tmp_path), "check", "--recipe", "i915-2350.145", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)["verdicts"][0]
+    assert verdict["verdict"] == "at-risk" and verdict["compat_fixes"] == [PCI_FIX]
+    assert main(["--host-root", str(tmp_path), "check", "--recipe", "i915-2350.145"]) == 0
+    assert f"  - builds with compat fixes {PCI_FIX}" in capsys.readouterr().out
+    assert main(["--host-root", str(tmp_path), "check", "--recipe", "i915-2350.145", "--no-compat-fixes"]) == 0
+    assert "turned off (--no-compat-fixes)" in capsys.readouterr().out
+
+
+def test_check_says_when_the_headers_cannot_answer(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from fakehost import debian_node
+
+    from agent.cli import main
+
+    debian_node(tmp_path)  # headers with a Makefile only: no include/linux/pci.h
+    assert main(["--host-root", str(tmp_path), "check", "--recipe", "i915-2350.145"]) == 0
+    out = capsys.readouterr().out
+    assert "cannot tell which compat fixes the build needs" in out and "include/linux/pci.h" in out
