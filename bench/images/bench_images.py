@@ -28,7 +28,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from images import imagelib  # noqa: E402
 
-CONTEXT = ("pyproject.toml", "README.md", "LICENSE", "agent", "build/releases", "tests/recipes", "tests/driver")
+CONTEXT = (
+    "pyproject.toml", "README.md", "LICENSE", "agent", "build/releases", "build/fixes", "scripts/deps/pip-agent.lock",
+    "tests/recipes", "tests/driver",
+)  # fmt: skip
 
 
 def tool(name: str) -> str:

@@ -241,10 +241,21 @@ def registry(docker_registry: str, folder: Path) -> Iterator[str]:
         log.close()
 
 
+def stable_port(name: str) -> int:
+    """A port fixed for this checkout and ``name`` (so build args naming it keep layers cached), else any free one."""
+    port = 20000 + int(hashlib.sha256(f"{CHECKOUT}:{name}".encode()).hexdigest(), 16) % 20000
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 @contextmanager
-def http_server(folder: Path) -> Iterator[str]:
+def http_server(folder: Path, port: int | None = None) -> Iterator[str]:
     """Python's http.server for ``folder`` on 127.0.0.1, stopped by its PID; yields host:port."""
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder), str(port)],
         stdout=subprocess.DEVNULL,
