@@ -7,12 +7,15 @@ images are built by buildah (chroot isolation, overlay storage) and run by podma
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -212,6 +215,17 @@ def mounted(buildah: str, ref: str) -> Iterator[Path]:
         yield Path(run([buildah, *STORAGE, "mount", container]).stdout.strip())
     finally:
         run([buildah, *STORAGE, "rm", container], check=False)
+
+
+def tarball_of(folder: Path, top: str, out: Path) -> str:
+    """``folder`` as a reproducible .tar.gz under ``top/`` (a mirror of a release's tarball); its sha256."""
+    with gzip.GzipFile(out, "wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as archive:
+        for path in sorted(folder.rglob("*")):
+            info = archive.gettarinfo(str(path), arcname=f"{top}/{path.relative_to(folder).as_posix()}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with path.open("rb") if path.is_file() else contextlib.nullcontext() as data:
+                archive.addfile(info, data)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
 def free_port() -> int:

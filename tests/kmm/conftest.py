@@ -7,11 +7,7 @@ tests (tests/images/imagelib.py), for the VM's kernel. Copies out of it are made
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import hashlib
 import shutil
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -91,17 +87,6 @@ def test_driver_image(vm_kernel: Kernel) -> DriverImage:  # noqa: F811 - the har
     return build_driver_image(vm_kernel.release, TEST_RECIPE, imagelib.checkout_tag("igd-kmm-replay"))
 
 
-def _firmware_tarball(folder: Path, top: str, out: Path) -> str:
-    """The firmware repository's files at the tag as a tarball under ``top/`` (reproducible); its sha256."""
-    with gzip.GzipFile(out, "wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as archive:
-        for path in sorted(folder.rglob("*")):
-            info = archive.gettarinfo(str(path), arcname=f"{top}/{path.relative_to(folder).as_posix()}")
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with path.open("rb") if path.is_file() else contextlib.nullcontext() as data:
-                archive.addfile(info, data)
-    return hashlib.sha256(out.read_bytes()).hexdigest()
-
-
 @pytest.fixture(scope="session")
 def real_driver_image(vm_kernel: Kernel, tmp_path_factory: pytest.TempPathFactory) -> DriverImage:  # noqa: F811
     """Dockerfile.builder with the real LTS release for the VM's kernel (Debian 12's 6.1).
@@ -114,7 +99,7 @@ def real_driver_image(vm_kernel: Kernel, tmp_path_factory: pytest.TempPathFactor
     source, firmware = real_inputs(LTS)
     served = tmp_path_factory.mktemp("real-served")
     (served / source.name).symlink_to(source)
-    firmware_sha = _firmware_tarball(firmware, recipe.firmware.top_folder, served / "firmware.tar.gz")
+    firmware_sha = imagelib.tarball_of(firmware, recipe.firmware.top_folder, served / "firmware.tar.gz")
     with imagelib.http_server(served, imagelib.stable_port("real-driver")) as address:
         extra = {
             "DRIVER_SOURCE": f"http://{address}/{source.name}",
