@@ -35,6 +35,10 @@
 #   AGENT_SOURCE, AGENT_SOURCE_SHA256   a source archive URL of this project (.tar.gz with one top
 #                        folder, as a forge's tag archive or `git archive --prefix=NAME/` makes it) and
 #                        its sha256; used only when the build context has no pyproject.toml
+#   DRIVER_SOURCE, DRIVER_SOURCE_SHA256      a mirror of the release's source tarball instead of the
+#   DRIVER_FIRMWARE, DRIVER_FIRMWARE_SHA256  recipe's URL (https, or http on loopback), and its sha256
+#                        when it is another file than the recipe's; the firmware as a tarball of the
+#                        firmware repository at the release's tag. Empty: the recipe's own URLs.
 #   CA_BUNDLE            PEM file of extra CA certificates (TLS-intercepting proxies), used when it
 #                        exists at build time by apt, pip, the AGENT_SOURCE download and the agent's
 #                        own downloads (`intel-gpu-agent build --ca-bundle`): a KMM build secret
@@ -164,10 +168,15 @@ RUN set -eu; \
     "$venv/bin/pip" uninstall -y -q pip setuptools; \
     mkdir -p /usr/share/intel-gpu-driver-agent; \
     cp -R /src/build/releases /usr/share/intel-gpu-driver-agent/releases; \
+    cp -R /src/build/fixes /usr/share/intel-gpu-driver-agent/fixes; \
     ln -s "$venv/bin/intel-gpu-agent" /usr/local/bin/intel-gpu-agent; \
     intel-gpu-agent --version
 
 ARG RECIPE=i915-2350.145
+ARG DRIVER_SOURCE=""
+ARG DRIVER_SOURCE_SHA256=""
+ARG DRIVER_FIRMWARE=""
+ARG DRIVER_FIRMWARE_SHA256=""
 WORKDIR /src
 # The agent picks -j from the CPUs available, fetches and checks every input by sha256 over TLS
 # (trusting CA_BUNDLE too), and runs depmod -b /out/opt for KERNEL_FULL_VERSION (never the build
@@ -180,6 +189,10 @@ RUN set -eu; \
     export http_proxy="${HTTP_PROXY:-}" https_proxy="${HTTPS_PROXY:-}" no_proxy="${NO_PROXY:-}"; \
     set --; \
     if [ -f "$CA_BUNDLE" ]; then set -- --ca-bundle "$CA_BUNDLE"; fi; \
+    if [ -n "$DRIVER_SOURCE" ]; then set -- "$@" --source "$DRIVER_SOURCE"; fi; \
+    if [ -n "$DRIVER_SOURCE_SHA256" ]; then set -- "$@" --source-sha256 "$DRIVER_SOURCE_SHA256"; fi; \
+    if [ -n "$DRIVER_FIRMWARE" ]; then set -- "$@" --firmware "$DRIVER_FIRMWARE"; fi; \
+    if [ -n "$DRIVER_FIRMWARE_SHA256" ]; then set -- "$@" --firmware-sha256 "$DRIVER_FIRMWARE_SHA256"; fi; \
     intel-gpu-agent build --recipe "$RECIPE" --kernel "$KERNEL_FULL_VERSION" --out /out "$@"; \
     moddir="/out/opt/lib/modules/${KERNEL_FULL_VERSION}"; \
     test -f "$moddir/modules.dep"; \

@@ -7,12 +7,15 @@ images are built by buildah (chroot isolation, overlay storage) and run by podma
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -214,6 +217,17 @@ def mounted(buildah: str, ref: str) -> Iterator[Path]:
         run([buildah, *STORAGE, "rm", container], check=False)
 
 
+def tarball_of(folder: Path, top: str, out: Path) -> str:
+    """``folder`` as a reproducible .tar.gz under ``top/`` (a mirror of a release's tarball); its sha256."""
+    with gzip.GzipFile(out, "wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as archive:
+        for path in sorted(folder.rglob("*")):
+            info = archive.gettarinfo(str(path), arcname=f"{top}/{path.relative_to(folder).as_posix()}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with path.open("rb") if path.is_file() else contextlib.nullcontext() as data:
+                archive.addfile(info, data)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -241,10 +255,21 @@ def registry(docker_registry: str, folder: Path) -> Iterator[str]:
         log.close()
 
 
+def stable_port(name: str) -> int:
+    """A port fixed for this checkout and ``name`` (so build args naming it keep layers cached), else any free one."""
+    port = 20000 + int(hashlib.sha256(f"{CHECKOUT}:{name}".encode()).hexdigest(), 16) % 20000
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 @contextmanager
-def http_server(folder: Path) -> Iterator[str]:
+def http_server(folder: Path, port: int | None = None) -> Iterator[str]:
     """Python's http.server for ``folder`` on 127.0.0.1, stopped by its PID; yields host:port."""
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(folder), str(port)],
         stdout=subprocess.DEVNULL,

@@ -41,7 +41,8 @@ MODULES = ("testgpu", "testgpu_compat", "testgpu_vsec")
 BUILD_ARGS = (
     "KERNEL_FULL_VERSION", "KERNEL_VERSION", "MOD_NAME", "MOD_NAMESPACE", "RECIPE", "BASE_IMAGE",
     "KERNEL_MODULES_PACKAGES", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "AGENT_SOURCE", "AGENT_SOURCE_SHA256",
-    "CA_BUNDLE", "VERSION", "SOURCE_URL",
+    "CA_BUNDLE", "VERSION", "SOURCE_URL", "DRIVER_SOURCE", "DRIVER_SOURCE_SHA256", "DRIVER_FIRMWARE",
+    "DRIVER_FIRMWARE_SHA256",
 )  # fmt: skip
 
 
@@ -374,7 +375,8 @@ def test_proxy_build_args_reach_apt(tools: Tools, base: str, kernel: str) -> Non
 
 ARCHIVE_TOP = f"intel-gpu-driver-agent-{__version__}"
 ARCHIVE_PATHS = (
-    "pyproject.toml", "README.md", "agent", "build/releases", "scripts/deps/pip-agent.lock", "tests/recipes",
+    "pyproject.toml", "README.md", "agent", "build/releases", "build/fixes", "scripts/deps/pip-agent.lock",
+    "tests/recipes",
     "tests/driver",
 )  # fmt: skip
 

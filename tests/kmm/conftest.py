@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from images import imagelib
+from realdriver import real_inputs
 from tooling import need_tool
 from vm.conftest import tool, vm, vm_kernel  # noqa: F401 - the VM harness's fixtures, shared
 from vm.kernel import Kernel
@@ -26,6 +27,7 @@ from .kmmlib import WorkerSpec, chart_values_for, rendered, worker_spec
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_RECIPE = "tests/recipes/testgpu.toml"
+LTS = "i915-2350.145"
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,10 @@ class Copied:
     copy_seconds: float
 
 
-def build_driver_image(kernel: str, recipe_arg: str, tag: str) -> DriverImage:
+def build_driver_image(kernel: str, recipe_arg: str, tag: str, extra: dict[str, str] | None = None) -> DriverImage:
     base = imagelib.ensure_base_image(need_tool("podman"), need_tool("debootstrap"))
-    args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel, "RECIPE": recipe_arg}
-    built = imagelib.build(need_tool("buildah"), REPO / "Dockerfile.builder", REPO, tag, args)
+    args = {"BASE_IMAGE": base, "KERNEL_FULL_VERSION": kernel, "RECIPE": recipe_arg, **(extra or {})}
+    built = imagelib.build(need_tool("buildah"), REPO / "Dockerfile.builder", REPO, tag, args, timeout=3600)
     recipe = (
         load_recipe(REPO / recipe_arg)
         if recipe_arg.endswith(".toml")
@@ -83,6 +85,45 @@ def copy_out(image: DriverImage, spec: WorkerSpec, folder: Path) -> Copied:
 def test_driver_image(vm_kernel: Kernel) -> DriverImage:  # noqa: F811 - the harness's fixture
     """Dockerfile.builder with the test driver's recipe, for the VM's kernel."""
     return build_driver_image(vm_kernel.release, TEST_RECIPE, imagelib.checkout_tag("igd-kmm-replay"))
+
+
+@pytest.fixture(scope="session")
+def real_driver_image(vm_kernel: Kernel, tmp_path_factory: pytest.TempPathFactory) -> DriverImage:  # noqa: F811
+    """Dockerfile.builder with the real LTS release for the VM's kernel (Debian 12's 6.1).
+
+    The published source and firmware (../shared/real-driver) are served on loopback, as a mirror of the
+    recipe's URLs would be (DRIVER_SOURCE, DRIVER_FIRMWARE); a port fixed per checkout keeps the build
+    args, and so buildah's cached layers, the same from one run to the next.
+    """
+    recipe = load_recipe(REPO / "build/releases" / f"{LTS}.toml")
+    source, firmware = real_inputs(LTS)
+    served = tmp_path_factory.mktemp("real-served")
+    (served / source.name).symlink_to(source)
+    firmware_sha = imagelib.tarball_of(firmware, recipe.firmware.top_folder, served / "firmware.tar.gz")
+    with imagelib.http_server(served, imagelib.stable_port("real-driver")) as address:
+        extra = {
+            "DRIVER_SOURCE": f"http://{address}/{source.name}",
+            "DRIVER_SOURCE_SHA256": recipe.source.sha256,
+            "DRIVER_FIRMWARE": f"http://{address}/firmware.tar.gz",
+            "DRIVER_FIRMWARE_SHA256": firmware_sha,
+        }
+        return build_driver_image(vm_kernel.release, LTS, imagelib.checkout_tag("igd-kmm-real"), extra)
+
+
+@pytest.fixture(scope="session")
+def real_image_without_host_link(real_driver_image: DriverImage) -> DriverImage:
+    """The real image as Dockerfile.builder made it before the host link: depmod over the driver's own modules."""
+    buildah = need_tool("buildah")
+    tag = imagelib.checkout_tag("igd-kmm-real-nolink")
+    container = imagelib.run([buildah, *imagelib.STORAGE, "from", "--pull-never", real_driver_image.tag]).stdout.strip()
+    try:
+        kernel = real_driver_image.kernel
+        script = f"set -e; rm /opt/lib/modules/{kernel}/host; depmod -b /opt {kernel}"
+        imagelib.run([buildah, *imagelib.STORAGE, "run", "--isolation", "chroot", container, "--", "sh", "-c", script])
+        imagelib.run([buildah, *imagelib.STORAGE, "commit", "-q", container, tag])
+    finally:
+        imagelib.run([buildah, *imagelib.STORAGE, "rm", container], check=False)
+    return DriverImage(tag=tag, recipe=real_driver_image.recipe, kernel=real_driver_image.kernel, build_seconds=0.0)
 
 
 @pytest.fixture(scope="session")

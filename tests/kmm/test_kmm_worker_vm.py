@@ -48,6 +48,7 @@ def replay(
     )
     result = vm.run(argv, env=env, timeout=900)
     records = result.records()
+    (folder / f"records-{plan}.json").write_text(json.dumps(records, indent=1))  # for a look after a failure
     logs = "\n".join(f"{k}:\n{v}" for k, v in records.items() if k.startswith("log:"))
     assert result.returncode == 0 and records.get("done"), result.describe() + "\n" + logs
     return result, records
