@@ -430,9 +430,8 @@ class Lifecycle:
         with self.step("undo"):
             for group in _runs_of_one_kind([c for c in reversed(journal.changes) if c.key not in keep]):
                 type(group[0]).undo_all(ctx, group)
-                for change in group:
-                    journal.drop(change)
-                    undone += 1
+                journal.drop(*group)
+                undone += len(group)
         if journal.entries:
             journal.update(phase="applying", tree_digest="")  # only kept changes left: no driver is in place
         else:

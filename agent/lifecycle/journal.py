@@ -240,11 +240,13 @@ class Journal:
         self.entries = [Entry(e.change, DONE) for e in self.entries]
         self.update(**fields)
 
-    def drop(self, change: HostChange) -> None:
-        """Forget a change once it is reverted (or proven never made)."""
-        self.entries = [e for e in self.entries if e.change.key != change.key]
+    def drop(self, *changes: HostChange) -> None:
+        """Forget changes once they are reverted (or proven never made): one write for all of them."""
+        keys = {c.key for c in changes}
+        self.entries = [e for e in self.entries if e.change.key not in keys]
         self.save()
-        self.faults.point("after", "undo")
+        for _ in changes:
+            self.faults.point("after", "undo")
 
     def forget_kernel_state(self) -> list[HostChange]:
         """Drop the changes a reboot has undone by itself; return them."""
